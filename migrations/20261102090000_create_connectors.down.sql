@@ -1,0 +1,3 @@
+DROP TABLE workflow_connectors;
+DROP TABLE connectors;
+DROP TYPE connector_kind;

@@ -1,0 +1,3 @@
+DROP TABLE run_events;
+DROP TABLE runs;
+DROP TYPE run_status;

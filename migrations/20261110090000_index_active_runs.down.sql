@@ -1,0 +1,2 @@
+-- schemaop:no-transaction
+DROP INDEX CONCURRENTLY runs_active_idx;

@@ -1,0 +1,370 @@
+//! The `schemaop` command line: the verbs an Alembic user expects, on the
+//! same engine the operator drives.
+
+mod new;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration;
+use crate::engine::{
+    self, Database, Direction, Error, HistoryTable, MigrationSource, Migrator, MigratorOptions,
+    Repair, SessionSettings, Target, Version,
+};
+use output::{Output, Reporter};
+
+/// Exit codes, documented in `schemaop --help` and the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// A migration failed, or the database returned an error.
+    pub const FAILED: u8 = 1;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 2;
+    /// A migration file is malformed.
+    pub const INVALID_SOURCE: u8 = 3;
+    /// The history and the source disagree in a way a person must settle:
+    /// drift, missing files, out-of-order or blocked migrations, an unknown
+    /// or disallowed target. Also `verify` finding a problem.
+    pub const REFUSED: u8 = 4;
+    /// The database could not be reached, or refused the credentials.
+    pub const UNREACHABLE: u8 = 5;
+    /// Another session held a lock for longer than allowed.
+    pub const LOCKED: u8 = 6;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a migration failed, or the database returned an error
+  2  the command line was wrong
+  3  a migration file is malformed
+  4  refused: drift, missing files, out-of-order or blocked migrations, an unknown or
+     disallowed target; or `verify` found a problem
+  5  the database could not be reached, or refused the credentials
+  6  a lock was held by another session for longer than allowed";
+
+#[derive(Debug, Parser)]
+#[command(name = "schemaop", version, about = "PostgreSQL schema migrations, from a laptop or as a Kubernetes operator", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL, such as postgres://app@localhost:5432/app. Never printed.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Folder of migration files.
+    #[arg(long, default_value = "migrations", global = true)]
+    pub dir: PathBuf,
+
+    /// `human` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
+    pub output: Output,
+
+    /// Schema of the history tables.
+    #[arg(long, default_value = "public", global = true)]
+    pub history_schema: String,
+
+    /// Name of the history table; the audit log is NAME_audit.
+    #[arg(long, default_value = "schemaop_migrations", global = true)]
+    pub history_table: String,
+
+    /// How long a statement may wait for a lock before it is retried (lock_timeout).
+    #[arg(long, default_value = "5s", value_parser = duration::parse, global = true)]
+    pub lock_timeout: Duration,
+
+    /// How long one statement may run (statement_timeout); 0 is no limit.
+    #[arg(long, default_value = "0", value_parser = duration::parse, global = true)]
+    pub statement_timeout: Duration,
+
+    /// How many times to retry a migration that hit lock_timeout, with jittered backoff.
+    #[arg(long, default_value_t = 5, global = true)]
+    pub lock_retries: usize,
+
+    /// How long to wait for another runner's migration lock; 0 waits for ever.
+    #[arg(long, default_value = "0", value_parser = duration::parse, global = true)]
+    pub lock_wait_timeout: Duration,
+
+    /// Apply pending migrations that are older than the newest applied one.
+    #[arg(long, global = true)]
+    pub allow_out_of_order: bool,
+
+    /// Log level for diagnostics on stderr (error, warn, info, debug).
+    #[arg(long, default_value = "warn", global = true)]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations up to a version (default: latest).
+    Upgrade {
+        /// `latest` or a version.
+        #[arg(long, default_value = "latest")]
+        to: Target,
+    },
+    /// Revert migrations down to a version, or by a number of steps.
+    Downgrade {
+        /// The version to end at (`base` reverts everything).
+        #[arg(long, conflicts_with = "steps", required_unless_present = "steps")]
+        to: Option<Target>,
+        /// How many applied migrations to revert.
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Print the database's current version.
+    Current,
+    /// List applied migrations, oldest first.
+    History,
+    /// Show applied, pending and drifted migrations.
+    Status,
+    /// Print what an upgrade would run; executes nothing.
+    Plan {
+        /// `latest` or a version.
+        #[arg(long, default_value = "latest")]
+        to: Target,
+        /// Print the exact SQL, history writes included.
+        #[arg(long)]
+        sql: bool,
+        /// Plan a downgrade to --to instead of an upgrade.
+        #[arg(long)]
+        down: bool,
+    },
+    /// Record migrations up to a version as applied without running them (baseline an existing database).
+    Stamp {
+        /// `latest`, `base` or a version.
+        version: Target,
+    },
+    /// Check checksums, missing files and gaps; exits 4 when something is wrong.
+    Verify,
+    /// Create the next migration's files.
+    New(new::NewArgs),
+    /// Fix the history by hand; each fix is recorded in the audit log.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RepairArgs {
+    /// Accept the current text of an applied migration whose file changed.
+    #[arg(long, value_name = "VERSION")]
+    pub accept_checksum: Option<Version>,
+    /// Mark a failed or interrupted no-transaction migration as applied.
+    #[arg(long, value_name = "VERSION")]
+    pub mark_applied: Option<Version>,
+    /// Forget a failed or interrupted no-transaction migration, so it runs again.
+    #[arg(long, value_name = "VERSION")]
+    pub mark_reverted: Option<Version>,
+}
+
+/// What can stop a command: the engine's errors, and the few of the CLI's own.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Engine(#[from] Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write {}: {source}; check that the folder exists and is writable", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Engine(e) => exit_code(e),
+            CliError::Usage(_) => exit::USAGE,
+            CliError::Write { .. } => exit::FAILED,
+        }
+    }
+}
+
+/// Entry point of the `schemaop` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let reporter = Reporter::new(cli.global.output);
+    match runtime.block_on(run(cli, &reporter)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            reporter.error(&error);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Maps an engine error to the documented exit code.
+pub fn exit_code(error: &Error) -> u8 {
+    match error {
+        Error::ReadSource { .. }
+        | Error::InvalidFileName { .. }
+        | Error::DuplicateVersion { .. }
+        | Error::DownWithoutUp { .. }
+        | Error::EmptyFile { .. }
+        | Error::NotUtf8 { .. }
+        | Error::TransactionControl { .. } => exit::INVALID_SOURCE,
+        Error::TargetNotFound { .. }
+        | Error::ChecksumMismatch(_)
+        | Error::MissingMigrations(_)
+        | Error::OutOfOrder { .. }
+        | Error::Irreversible { .. }
+        | Error::DowngradeNotAllowed { .. }
+        | Error::UpgradeNotAllowed { .. }
+        | Error::Blocked { .. }
+        | Error::NotInHistory { .. } => exit::REFUSED,
+        Error::InvalidUrl { .. }
+        | Error::Unreachable { .. }
+        | Error::AuthenticationFailed { .. } => exit::UNREACHABLE,
+        Error::LockTimeout { .. } | Error::LockWaitTimeout { .. } => exit::LOCKED,
+        Error::Database { .. } | Error::MigrationFailed { .. } | Error::ConnectionLost { .. } => {
+            exit::FAILED
+        }
+    }
+}
+
+async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
+    let global = &cli.global;
+    if let Command::New(args) = &cli.command {
+        let source = MigrationSource::from_dir(&global.dir)?;
+        let files = new::create(&global.dir, &source, args)?;
+        reporter.created(&files);
+        return Ok(exit::OK);
+    }
+    let source = MigrationSource::from_dir(&global.dir)?;
+    let migrator = Migrator::new(&source, database(global)?, options(global));
+    match cli.command {
+        Command::Upgrade { to } => {
+            let report = migrator
+                .run(to, Direction::Up, &|e| reporter.event(&e))
+                .await?;
+            reporter.run_report(&migrator, &report);
+        }
+        Command::Downgrade { to, steps } => {
+            let target = match (to, steps) {
+                (Some(to), _) => to,
+                (None, Some(steps)) => {
+                    let session = migrator.connect().await?;
+                    engine::plan::target_steps_back(&migrator.history(&session).await?, steps)
+                }
+                (None, None) => Target::Latest,
+            };
+            let report = migrator
+                .run(target, Direction::Down, &|e| reporter.event(&e))
+                .await?;
+            reporter.run_report(&migrator, &report);
+        }
+        Command::Current => {
+            let session = migrator.connect().await?;
+            reporter.current(migrator.history(&session).await?.current());
+        }
+        Command::History => {
+            let session = migrator.connect().await?;
+            reporter.history(&migrator.history(&session).await?);
+        }
+        Command::Status => {
+            let session = migrator.connect().await?;
+            let history = migrator.history(&session).await?;
+            reporter.status(&migrator, &engine::status::status(&source, &history));
+        }
+        Command::Verify => {
+            let session = migrator.connect().await?;
+            let history = migrator.history(&session).await?;
+            let status = engine::status::status(&source, &history);
+            reporter.verify(&status);
+            if status.problems().next().is_some() {
+                return Ok(exit::REFUSED);
+            }
+        }
+        Command::Plan { to, sql, down } => {
+            let direction = if down { Direction::Down } else { Direction::Up };
+            let (plan, text) = migrator.plan_sql(to, direction).await?;
+            reporter.plan(&plan, sql.then_some(text.as_str()));
+        }
+        Command::Stamp { version } => {
+            let (target, recorded, removed) = migrator.stamp(version).await?;
+            reporter.stamped(target, recorded, removed);
+        }
+        Command::Repair(args) => {
+            let repair = match (args.accept_checksum, args.mark_applied, args.mark_reverted) {
+                (Some(v), _, _) => Repair::AcceptChecksum(v),
+                (_, Some(v), _) => Repair::MarkApplied(v),
+                (_, _, Some(v)) => Repair::MarkReverted(v),
+                // clap's group makes exactly one of them required.
+                (None, None, None) => return Ok(exit::USAGE),
+            };
+            let detail = migrator.repair(repair).await?;
+            reporter.repaired(&detail);
+        }
+        Command::New(_) => {}
+    }
+    Ok(exit::OK)
+}
+
+fn database(global: &GlobalArgs) -> Result<Database, Error> {
+    match &global.database_url {
+        Some(url) => Database::from_url(url),
+        None => Err(Error::InvalidUrl {
+            reason: "no database given: pass --database-url or set DATABASE_URL".into(),
+        }),
+    }
+}
+
+fn options(global: &GlobalArgs) -> MigratorOptions {
+    let actor = actor();
+    MigratorOptions {
+        history: HistoryTable::new(&global.history_schema, &global.history_table),
+        session: SessionSettings {
+            lock_timeout: global.lock_timeout,
+            statement_timeout: duration::none_if_zero(global.statement_timeout),
+            application_name: format!("schemaop {actor}"),
+            ..SessionSettings::default()
+        },
+        allow_out_of_order: global.allow_out_of_order,
+        lock_retries: global.lock_retries,
+        lock_wait_timeout: duration::none_if_zero(global.lock_wait_timeout),
+        actor,
+        ..MigratorOptions::default()
+    }
+}
+
+/// `user@host`, as the history and audit log record who ran a migration.
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}

@@ -1,0 +1,182 @@
+//! `schemaop new`: the next migration's files, numbered the way the folder
+//! already numbers them.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::CliError;
+use crate::engine::{MigrationSource, Version};
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// What the migration does, such as "add users"; becomes the file name's description.
+    pub name: String,
+    /// Number with the next integer (0001, 0002, ...) instead of a UTC timestamp.
+    /// The default follows the folder: sequential if its versions are.
+    #[arg(long)]
+    pub sequential: bool,
+    /// Create one up-only `.sql` file, with no down file.
+    #[arg(long)]
+    pub irreversible: bool,
+    /// Start the files with `-- schemaop:no-transaction`, for statements such as
+    /// CREATE INDEX CONCURRENTLY.
+    #[arg(long)]
+    pub no_transaction: bool,
+}
+
+/// Timestamps have 14 digits; anything shorter is a sequence.
+const TIMESTAMP_DIGITS: usize = 14;
+
+pub fn create(
+    dir: &Path,
+    source: &MigrationSource,
+    args: &NewArgs,
+) -> Result<Vec<PathBuf>, CliError> {
+    let description = slug(&args.name).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{:?} has no letters or digits to name a file with; give the migration a name such as \"add users\"",
+            args.name
+        ))
+    })?;
+    let (version, width) = next_version(source, args.sequential, jiff::Timestamp::now());
+    let stem = format!("{:0width$}_{description}", version.0);
+    let header = if args.no_transaction {
+        "-- schemaop:no-transaction\n"
+    } else {
+        ""
+    };
+    let files: Vec<(PathBuf, String)> = if args.irreversible {
+        vec![(
+            dir.join(format!("{stem}.sql")),
+            format!("{header}-- {}\n", args.name),
+        )]
+    } else {
+        vec![
+            (
+                dir.join(format!("{stem}.up.sql")),
+                format!("{header}-- {}\n", args.name),
+            ),
+            (
+                dir.join(format!("{stem}.down.sql")),
+                format!("{header}-- Revert: {}\n", args.name),
+            ),
+        ]
+    };
+    std::fs::create_dir_all(dir).map_err(|source| CliError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(|source| CliError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The next version, and how many digits to pad it to.
+fn next_version(
+    source: &MigrationSource,
+    sequential: bool,
+    now: jiff::Timestamp,
+) -> (Version, usize) {
+    let latest = source.latest();
+    let width = source
+        .migrations()
+        .last()
+        .map(|m| m.up.file.split('_').next().map_or(1, str::len))
+        .unwrap_or(if sequential { 4 } else { TIMESTAMP_DIGITS });
+    let follows_sequence = sequential || (latest.is_some() && width < TIMESTAMP_DIGITS);
+    if follows_sequence {
+        return (Version(latest.map_or(1, |v| v.0 + 1)), width);
+    }
+    let stamp: i64 = now
+        .strftime("%Y%m%d%H%M%S")
+        .to_string()
+        .parse()
+        .unwrap_or(1);
+    // Two files made in the same second, or a clock behind the newest file,
+    // must still sort after it.
+    let version = latest.map_or(stamp, |v| stamp.max(v.0 + 1));
+    (Version(version), TIMESTAMP_DIGITS)
+}
+
+/// `Add users!` becomes `add_users`.
+fn slug(name: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    let out = out.trim_end_matches('_').to_string();
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(files: &[&str]) -> MigrationSource {
+        MigrationSource::from_files(files.iter().map(|f| (*f, "SELECT 1;"))).unwrap()
+    }
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn follows_a_sequential_folder_with_its_padding() {
+        let s = source(&["0001_a.sql", "0002_b.sql"]);
+        assert_eq!(
+            next_version(&s, false, at("2026-11-21T09:30:00Z")),
+            (Version(3), 4)
+        );
+    }
+
+    #[test]
+    fn uses_a_utc_timestamp_in_a_timestamped_or_empty_folder() {
+        let now = at("2026-11-21T09:30:00Z");
+        assert_eq!(
+            next_version(&MigrationSource::default(), false, now),
+            (Version(20261121093000), 14)
+        );
+        let s = source(&["20261101000000_a.sql"]);
+        assert_eq!(next_version(&s, false, now), (Version(20261121093000), 14));
+    }
+
+    #[test]
+    fn never_goes_backwards_when_the_clock_does() {
+        let s = source(&["20301101000000_future.sql"]);
+        assert_eq!(
+            next_version(&s, false, at("2026-11-21T09:30:00Z")).0,
+            Version(20301101000001)
+        );
+    }
+
+    #[test]
+    fn sequential_flag_starts_at_one() {
+        assert_eq!(
+            next_version(
+                &MigrationSource::default(),
+                true,
+                at("2026-11-21T09:30:00Z")
+            ),
+            (Version(1), 4)
+        );
+    }
+
+    #[test]
+    fn slugs_names() {
+        assert_eq!(slug("Add users!").as_deref(), Some("add_users"));
+        assert_eq!(
+            slug("  index runs (status) ").as_deref(),
+            Some("index_runs_status")
+        );
+        assert_eq!(slug("!!!"), None);
+    }
+}

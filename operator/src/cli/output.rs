@@ -1,0 +1,386 @@
+//! What the CLI prints: tables and a progress bar for people, one JSON
+//! document for scripts. Results go to stdout, progress and errors to stderr.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::CliError;
+use crate::engine::status::{State, Status};
+use crate::engine::{Event, History, Migrator, Plan, RunReport, Step, Version};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+pub struct Reporter {
+    output: Output,
+    /// Drawn only on a terminal; elsewhere each step is a line on stderr.
+    progress: Mutex<Option<ProgressBar>>,
+}
+
+fn version_text(v: Option<Version>) -> String {
+    v.map_or_else(|| "base".into(), |v| v.to_string())
+}
+
+fn timestamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn print_json(value: serde_json::Value) {
+    println!("{value:#}");
+}
+
+impl Reporter {
+    pub fn new(output: Output) -> Self {
+        Reporter {
+            output,
+            progress: Mutex::new(None),
+        }
+    }
+
+    fn human(&self) -> bool {
+        self.output == Output::Human
+    }
+
+    /// Progress of a run, on stderr.
+    pub fn event(&self, event: &Event<'_>) {
+        if !self.human() {
+            return;
+        }
+        let Ok(mut progress) = self.progress.lock() else {
+            return;
+        };
+        match event {
+            Event::WaitingForLock { holder } => {
+                let who = holder.map_or_else(|| "another runner".to_string(), |h| h.to_string());
+                eprintln!("waiting for the migration lock ({who})");
+            }
+            Event::Planned { plan } if std::io::stderr().is_terminal() && plan.steps.len() > 1 => {
+                let bar = ProgressBar::new(plan.steps.len() as u64);
+                if let Ok(style) =
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+                {
+                    bar.set_style(style);
+                }
+                *progress = Some(bar);
+            }
+            Event::Planned { .. } => {}
+            Event::StepStarted { step, .. } => {
+                if let Some(bar) = progress.as_ref() {
+                    bar.set_message(step.migration().to_string());
+                }
+            }
+            Event::StepFinished {
+                index,
+                total,
+                step,
+                duration,
+            } => {
+                let verb = if step.is_revert() {
+                    "reverted"
+                } else {
+                    "applied"
+                };
+                let line = format!(
+                    "[{index}/{total}] {verb} {} in {} ms",
+                    step.migration(),
+                    duration.as_millis()
+                );
+                match progress.as_ref() {
+                    Some(bar) => {
+                        bar.println(line);
+                        bar.inc(1);
+                        if index == total {
+                            bar.finish_and_clear();
+                        }
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            Event::Retrying {
+                step,
+                attempt,
+                delay,
+            } => {
+                let line = format!(
+                    "{} hit lock_timeout (attempt {attempt}); retrying in {} ms",
+                    step.migration(),
+                    delay.as_millis()
+                );
+                match progress.as_ref() {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+    }
+
+    pub fn run_report(&self, migrator: &Migrator<'_>, report: &RunReport) {
+        let database = migrator.database().redacted();
+        if !self.human() {
+            return print_json(json!({ "database": database, "report": report }));
+        }
+        if report.steps.is_empty() {
+            println!("{database} is up to date at {}", version_text(report.from));
+            return;
+        }
+        let total: u64 = report.steps.iter().map(|s| s.duration_ms).sum();
+        let verb = if report.steps[0].direction == "down" {
+            "downgraded"
+        } else {
+            "upgraded"
+        };
+        println!(
+            "{verb} {database} from {} to {} ({} migrations, {total} ms)",
+            version_text(report.from),
+            version_text(report.to),
+            report.steps.len()
+        );
+    }
+
+    pub fn current(&self, current: Option<Version>) {
+        match self.output {
+            Output::Json => print_json(json!({ "current": current })),
+            Output::Human => println!("{}", version_text(current)),
+        }
+    }
+
+    pub fn history(&self, history: &History) {
+        if !self.human() {
+            return print_json(json!({ "history": history.records }));
+        }
+        if history.records.is_empty() {
+            println!("no migration applied");
+            return;
+        }
+        let rows: Vec<[String; 5]> = history
+            .records
+            .iter()
+            .map(|r| {
+                [
+                    r.version.to_string(),
+                    r.description.clone(),
+                    timestamp(r.applied_at),
+                    format!("{} ms", r.duration_ms),
+                    r.applied_by.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            [
+                "VERSION",
+                "DESCRIPTION",
+                "APPLIED AT (UTC)",
+                "DURATION",
+                "BY",
+            ],
+            &rows,
+        );
+    }
+
+    pub fn status(&self, migrator: &Migrator<'_>, status: &Status) {
+        let database = migrator.database().redacted();
+        if !self.human() {
+            return print_json(json!({ "database": database, "status": status }));
+        }
+        println!(
+            "{database}: at {}, latest {} ({} applied, {} pending)",
+            version_text(status.current),
+            version_text(status.latest),
+            status.count(State::Applied),
+            status.count(State::Pending),
+        );
+        let rows: Vec<[String; 4]> = status
+            .entries
+            .iter()
+            .map(|e| {
+                [
+                    e.version.to_string(),
+                    state_text(e.state),
+                    e.description.clone(),
+                    e.applied_at.map(timestamp).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            println!();
+            print_table(
+                ["VERSION", "STATE", "DESCRIPTION", "APPLIED AT (UTC)"],
+                &rows,
+            );
+        }
+    }
+
+    pub fn verify(&self, status: &Status) {
+        let problems: Vec<_> = status.problems().collect();
+        if !self.human() {
+            return print_json(json!({ "ok": problems.is_empty(), "problems": problems }));
+        }
+        if problems.is_empty() {
+            println!(
+                "ok: {} migrations, checksums match, no gaps",
+                status.entries.len()
+            );
+            return;
+        }
+        for p in &problems {
+            let what = match p.state {
+                State::Drifted => {
+                    "its file changed since it was applied; restore it or run `schemaop repair --accept-checksum VERSION`"
+                }
+                State::Missing => "it is applied but its file is gone; restore the file",
+                State::OutOfOrder => {
+                    "it is pending but older than the newest applied migration; give it a newer version or use --allow-out-of-order"
+                }
+                State::Blocked(_) => {
+                    "a no-transaction migration failed or was interrupted; see `schemaop status` and repair it"
+                }
+                State::Applied | State::Pending => "",
+            };
+            println!(
+                "{} ({}): {}: {what}",
+                p.version,
+                p.description,
+                state_text(p.state)
+            );
+        }
+        println!("{} problem(s) found", problems.len());
+    }
+
+    pub fn plan(&self, plan: &Plan<'_>, sql: Option<&str>) {
+        if !self.human() {
+            let steps: Vec<_> = plan
+                .steps
+                .iter()
+                .map(|s| {
+                    json!({
+                        "version": s.migration().version,
+                        "description": s.migration().description,
+                        "direction": if s.is_revert() { "down" } else { "up" },
+                        "transactional": script_of(s).transactional,
+                        "file": script_of(s).file,
+                    })
+                })
+                .collect();
+            return print_json(
+                json!({ "current": plan.current, "target": plan.target, "steps": steps, "sql": sql }),
+            );
+        }
+        if let Some(sql) = sql {
+            print!("{sql}");
+            return;
+        }
+        if plan.is_up_to_date() {
+            println!("nothing to do: at {}", version_text(plan.current));
+            return;
+        }
+        println!(
+            "from {} to {}: {} migration(s)",
+            version_text(plan.current),
+            version_text(plan.target),
+            plan.steps.len()
+        );
+        for s in &plan.steps {
+            let verb = if s.is_revert() { "revert" } else { "apply " };
+            let tx = if script_of(s).transactional {
+                ""
+            } else {
+                "  (no transaction)"
+            };
+            println!("  {verb} {}  {}{tx}", s.migration(), script_of(s).file);
+        }
+    }
+
+    pub fn stamped(&self, target: Option<Version>, recorded: usize, removed: usize) {
+        match self.output {
+            Output::Json => {
+                print_json(json!({ "stamped": target, "recorded": recorded, "forgotten": removed }))
+            }
+            Output::Human => println!(
+                "stamped at {}: recorded {recorded} migration(s) as applied, forgot {removed}",
+                version_text(target)
+            ),
+        }
+    }
+
+    pub fn repaired(&self, detail: &str) {
+        match self.output {
+            Output::Json => print_json(json!({ "repaired": detail })),
+            Output::Human => println!("{detail}"),
+        }
+    }
+
+    pub fn created(&self, files: &[PathBuf]) {
+        match self.output {
+            Output::Json => print_json(json!({ "created": files })),
+            Output::Human => files
+                .iter()
+                .for_each(|f| println!("created {}", f.display())),
+        }
+    }
+
+    pub fn error(&self, error: &CliError) {
+        if let Ok(mut progress) = self.progress.lock()
+            && let Some(bar) = progress.take()
+        {
+            bar.abandon();
+        }
+        match self.output {
+            Output::Json => {
+                let reason = match error {
+                    CliError::Engine(e) => e.reason(),
+                    CliError::Usage(_) => "Usage",
+                    CliError::Write { .. } => "Write",
+                };
+                print_json(json!({ "error": { "reason": reason, "message": error.to_string() } }));
+            }
+            Output::Human => eprintln!("error: {error}"),
+        }
+    }
+}
+
+fn script_of<'a>(step: &Step<'a>) -> &'a crate::engine::Script {
+    match step {
+        Step::Apply(m) => &m.up,
+        Step::Revert(m) => m.down.as_ref().unwrap_or(&m.up),
+    }
+}
+
+fn state_text(state: State) -> String {
+    match state {
+        State::Applied => "applied".into(),
+        State::Pending => "pending".into(),
+        State::Drifted => "DRIFTED".into(),
+        State::Missing => "MISSING FILE".into(),
+        State::OutOfOrder => "OUT OF ORDER".into(),
+        State::Blocked(s) => s.as_str().to_uppercase(),
+    }
+}
+
+fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}

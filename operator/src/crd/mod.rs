@@ -1,0 +1,1 @@
+//! The `SchemaMigration` custom resource.

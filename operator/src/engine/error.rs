@@ -1,0 +1,273 @@
+//! Everything that can stop the engine, each error naming the file, version
+//! or setting at fault and what to do next.
+
+use std::path::PathBuf;
+
+use super::history::RecordState;
+use super::migration::Version;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An applied migration whose file no longer matches what ran.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    pub version: Version,
+    pub file: String,
+    pub applied_checksum: String,
+    pub file_checksum: String,
+}
+
+/// Where PostgreSQL said a migration failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    /// SQLSTATE, such as `42P07`.
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    /// 1-based line and column in the file, when PostgreSQL reported a position.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, "line {line}, column {column}: ")?;
+        }
+        write!(f, "{} (SQLSTATE {})", self.message, self.code)?;
+        if let Some(detail) = &self.detail {
+            write!(f, "; detail: {detail}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "; hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- the migration source ---
+    #[error("cannot read migrations from {}: {source}; check --dir", path.display())]
+    ReadSource {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "{file}: the name must be <version>_<description>.up.sql, .down.sql or .sql, \
+         with a positive integer version (for example 0007_add_users.up.sql); rename the file"
+    )]
+    InvalidFileName { file: String },
+
+    #[error("{first} and {second} both define version {version}; give one of them a new version")]
+    DuplicateVersion {
+        version: Version,
+        first: String,
+        second: String,
+    },
+
+    #[error(
+        "{file}: a down migration needs an up migration of the same version and description; add it or remove this file"
+    )]
+    DownWithoutUp { file: String },
+
+    #[error("{file}: the file is empty; write the migration's SQL or delete the file")]
+    EmptyFile { file: String },
+
+    #[error("{file}: the file is not valid UTF-8; save it as UTF-8")]
+    NotUtf8 { file: String },
+
+    #[error(
+        "{file}, line {line}: {keyword} inside a migration that runs in a transaction; \
+         remove it (each migration already gets its own transaction) or start the file with \
+         `-- schemaop:no-transaction` to run it statement by statement"
+    )]
+    TransactionControl {
+        file: String,
+        line: usize,
+        keyword: String,
+    },
+
+    // --- planning ---
+    #[error(
+        "target {target} is not a migration in the source ({known}); use `latest` or one of these versions"
+    )]
+    TargetNotFound { target: String, known: String },
+
+    #[error(
+        "applied migrations changed since they ran: {}; restore the files, or accept the new text with \
+         `schemaop repair --accept-checksum VERSION`",
+        describe_drift(.0)
+    )]
+    ChecksumMismatch(Vec<Drift>),
+
+    #[error(
+        "applied migrations have no file in the source: {}; restore the files, or run with the source they came from",
+        join(.0)
+    )]
+    MissingMigrations(Vec<Version>),
+
+    #[error(
+        "pending migrations {} are older than the newest applied migration {newest_applied}; \
+         give them newer versions, or allow out-of-order migrations (--allow-out-of-order)",
+        join(pending)
+    )]
+    OutOfOrder {
+        pending: Vec<Version>,
+        newest_applied: Version,
+    },
+
+    #[error(
+        "cannot go below {version}: {file} has no down migration; add a .down.sql file for it, or choose a target at or above {version}"
+    )]
+    Irreversible { version: Version, file: String },
+
+    #[error(
+        "the database is at {current} and the target {target} is below it; downgrading is not allowed here (use `schemaop downgrade`, or allow downgrades)"
+    )]
+    DowngradeNotAllowed { current: Version, target: Version },
+
+    #[error(
+        "the database is at {current} and the target {target} is above it; use `schemaop upgrade --to {target}`"
+    )]
+    UpgradeNotAllowed { current: String, target: Version },
+
+    #[error(
+        "migration {version} ({description}) {state} outside a transaction{when}; its statements may have partly run: {error}. \
+         Inspect the database (for example `SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid` for a failed \
+         CREATE INDEX CONCURRENTLY), put it right, then run `schemaop repair --mark-applied {version}` if the migration's \
+         effect is complete or `schemaop repair --mark-reverted {version}` if it is not there at all",
+        state = state.describe_blocked(), when = when.as_deref().map(|w| format!(" ({w})")).unwrap_or_default()
+    )]
+    Blocked {
+        version: Version,
+        description: String,
+        state: RecordState,
+        when: Option<String>,
+        error: String,
+    },
+
+    #[error("version {version} is not in the history table; nothing to repair")]
+    NotInHistory { version: Version },
+
+    // --- the database ---
+    #[error(
+        "invalid database URL: {reason}; use the form postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    )]
+    InvalidUrl { reason: String },
+
+    #[error(
+        "cannot reach the database at {target}: {reason}; check the host, port and network, and that PostgreSQL is running"
+    )]
+    Unreachable { target: String, reason: String },
+
+    #[error(
+        "the database at {target} refused user {user:?}: {reason}; check the user name and password"
+    )]
+    AuthenticationFailed {
+        target: String,
+        user: String,
+        reason: String,
+    },
+
+    #[error("{action} failed: {failure}")]
+    Database { action: String, failure: Failure },
+
+    #[error("migration {version} failed in {file}{statement}: {failure}. Nothing of a transactional migration stays; fix the file and run again",
+        statement = statement.map(|n| format!(" (statement {n})")).unwrap_or_default())]
+    MigrationFailed {
+        version: Version,
+        file: String,
+        /// For no-transaction migrations: the 1-based statement that failed.
+        statement: Option<usize>,
+        failure: Failure,
+    },
+
+    #[error(
+        "migration {version} ({file}) gave up after {attempts} attempts: each time it waited longer than lock_timeout for a lock another session holds; find the blocking session in pg_stat_activity, or raise --lock-timeout / --lock-retries"
+    )]
+    LockTimeout {
+        version: Version,
+        file: String,
+        attempts: usize,
+    },
+
+    #[error("another runner still holds the migration lock after {waited:?}{holder}; wait for it to finish, or stop it",
+        holder = holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    LockWaitTimeout {
+        waited: std::time::Duration,
+        holder: Option<String>,
+    },
+
+    #[error(
+        "the connection to the database was lost: {reason}; run again, the engine resumes where it stopped"
+    )]
+    ConnectionLost { reason: String },
+}
+
+impl Error {
+    /// A CamelCase reason for conditions, Events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::ReadSource { .. }
+            | Error::InvalidFileName { .. }
+            | Error::DuplicateVersion { .. }
+            | Error::DownWithoutUp { .. }
+            | Error::EmptyFile { .. }
+            | Error::NotUtf8 { .. }
+            | Error::TransactionControl { .. } => "InvalidSource",
+            Error::TargetNotFound { .. } => "TargetNotFound",
+            Error::ChecksumMismatch(_) => "ChecksumMismatch",
+            Error::MissingMigrations(_) => "MissingMigrations",
+            Error::OutOfOrder { .. } => "OutOfOrder",
+            Error::Irreversible { .. } => "Irreversible",
+            Error::DowngradeNotAllowed { .. } => "DowngradeNotAllowed",
+            Error::UpgradeNotAllowed { .. } => "UpgradeNotAllowed",
+            Error::Blocked { .. } => "MigrationBlocked",
+            Error::NotInHistory { .. } => "NotInHistory",
+            Error::InvalidUrl { .. } => "InvalidDatabaseUrl",
+            Error::Unreachable { .. } | Error::ConnectionLost { .. } => "DatabaseUnreachable",
+            Error::AuthenticationFailed { .. } => "AuthenticationFailed",
+            Error::Database { .. } => "DatabaseError",
+            Error::MigrationFailed { .. } => "MigrationFailed",
+            Error::LockTimeout { .. } => "LockTimeout",
+            Error::LockWaitTimeout { .. } => "WaitingForLock",
+        }
+    }
+
+    /// True for failures a person must fix: retrying without a change cannot help.
+    pub fn needs_a_person(&self) -> bool {
+        !matches!(
+            self,
+            Error::Unreachable { .. }
+                | Error::ConnectionLost { .. }
+                | Error::LockTimeout { .. }
+                | Error::LockWaitTimeout { .. }
+                | Error::Database { .. }
+        )
+    }
+}
+
+fn join(versions: &[Version]) -> String {
+    versions
+        .iter()
+        .map(Version::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_drift(drift: &[Drift]) -> String {
+    drift
+        .iter()
+        .map(|d| {
+            format!(
+                "{} ({}: applied {}, file now {})",
+                d.version, d.file, d.applied_checksum, d.file_checksum
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

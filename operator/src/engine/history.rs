@@ -1,0 +1,438 @@
+//! The two tables the engine keeps in the database: the state table, one row
+//! per applied migration, and an append-only audit log of everything done.
+//!
+//! Every statement that writes to them is built here as text, so `plan --sql`
+//! prints exactly what `upgrade` sends.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use super::migration::{Checksum, Migration, Version};
+use super::sql::{quote_ident, quote_literal};
+
+/// Where the history lives. Defaults to `public.schemaop_migrations`, with the
+/// audit log beside it as `public.schemaop_migrations_audit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTable {
+    pub schema: String,
+    pub table: String,
+}
+
+impl Default for HistoryTable {
+    fn default() -> Self {
+        HistoryTable {
+            schema: "public".into(),
+            table: "schemaop_migrations".into(),
+        }
+    }
+}
+
+/// What a row of the state table says about its migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    Applied,
+    /// A no-transaction migration is running, or its runner died while it ran.
+    Applying,
+    ApplyFailed,
+    /// A no-transaction down migration is running, or its runner died.
+    Reverting,
+    RevertFailed,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Applied => "applied",
+            RecordState::Applying => "applying",
+            RecordState::ApplyFailed => "apply_failed",
+            RecordState::Reverting => "reverting",
+            RecordState::RevertFailed => "revert_failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "applied" => RecordState::Applied,
+            "applying" => RecordState::Applying,
+            "apply_failed" => RecordState::ApplyFailed,
+            "reverting" => RecordState::Reverting,
+            "revert_failed" => RecordState::RevertFailed,
+            _ => return None,
+        })
+    }
+
+    /// How an error message says what happened, when a row blocks further runs.
+    pub fn describe_blocked(self) -> &'static str {
+        match self {
+            RecordState::Applied => "is applied",
+            RecordState::Applying => "was interrupted while being applied",
+            RecordState::ApplyFailed => "failed while being applied",
+            RecordState::Reverting => "was interrupted while being reverted",
+            RecordState::RevertFailed => "failed while being reverted",
+        }
+    }
+}
+
+impl fmt::Display for RecordState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the state table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedMigration {
+    pub version: Version,
+    pub description: String,
+    #[serde(serialize_with = "checksum_hex")]
+    pub checksum: Checksum,
+    pub state: RecordState,
+    pub applied_at: jiff::Timestamp,
+    pub duration_ms: i64,
+    pub applied_by: String,
+    /// For failed no-transaction migrations: what PostgreSQL said.
+    pub error: Option<String>,
+}
+
+fn checksum_hex<S: serde::Serializer>(c: &Checksum, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&c.to_hex())
+}
+
+/// The state table as read from the database, ordered by version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// False when the state table does not exist yet: nothing has run.
+    pub exists: bool,
+    pub records: Vec<AppliedMigration>,
+}
+
+impl History {
+    /// The newest applied version: where the database is.
+    pub fn current(&self) -> Option<Version> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.state == RecordState::Applied)
+            .map(|r| r.version)
+    }
+
+    pub fn get(&self, version: Version) -> Option<&AppliedMigration> {
+        self.records
+            .binary_search_by_key(&version, |r| r.version)
+            .ok()
+            .map(|i| &self.records[i])
+    }
+}
+
+/// What the audit log records an entry for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    Up,
+    Down,
+    Stamp,
+    Repair,
+}
+
+impl AuditAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Up => "up",
+            AuditAction::Down => "down",
+            AuditAction::Stamp => "stamp",
+            AuditAction::Repair => "repair",
+        }
+    }
+}
+
+/// One audit entry, as the engine writes it.
+pub struct AuditEntry<'a> {
+    pub actor: &'a str,
+    pub action: AuditAction,
+    pub version: Option<Version>,
+    pub description: &'a str,
+    /// `None` measures from the start of the transaction, in the database.
+    pub duration_ms: Option<i64>,
+    pub succeeded: bool,
+    pub detail: Option<&'a str>,
+}
+
+/// Milliseconds since the transaction began, computed by the server so a
+/// transactional migration records its own duration in the same round trip.
+const ELAPSED_IN_TRANSACTION_MS: &str =
+    "(extract(epoch FROM clock_timestamp() - transaction_timestamp()) * 1000)::bigint";
+
+impl HistoryTable {
+    pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
+        HistoryTable {
+            schema: schema.into(),
+            table: table.into(),
+        }
+    }
+
+    pub fn audit_table_name(&self) -> String {
+        format!("{}_audit", self.table)
+    }
+
+    fn state(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+
+    fn audit(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(&self.audit_table_name())
+        )
+    }
+
+    /// The advisory lock key for this history in `database`. Two runners
+    /// against the same history table always agree on it; different history
+    /// tables in one database do not block each other.
+    pub fn lock_key(&self, database: &str) -> i64 {
+        let mut hash = Sha256::new();
+        for part in ["schemaop", database, &self.schema, &self.table] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        let digest = hash.finalize();
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(key)
+    }
+
+    /// Creates both tables, in a transaction of their own.
+    pub fn create_script(&self) -> String {
+        format!(
+            "BEGIN;\n\
+             CREATE SCHEMA IF NOT EXISTS {schema};\n\
+             CREATE TABLE IF NOT EXISTS {state} (\n  \
+               version bigint PRIMARY KEY CHECK (version > 0),\n  \
+               description text NOT NULL,\n  \
+               checksum text NOT NULL,\n  \
+               state text NOT NULL CHECK (state IN ('applied', 'applying', 'apply_failed', 'reverting', 'revert_failed')),\n  \
+               applied_at timestamptz NOT NULL DEFAULT now(),\n  \
+               duration_ms bigint NOT NULL DEFAULT 0,\n  \
+               applied_by text NOT NULL,\n  \
+               error text\n\
+             );\n\
+             CREATE TABLE IF NOT EXISTS {audit} (\n  \
+               id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  \
+               at timestamptz NOT NULL DEFAULT now(),\n  \
+               actor text NOT NULL,\n  \
+               action text NOT NULL CHECK (action IN ('up', 'down', 'stamp', 'repair')),\n  \
+               version bigint,\n  \
+               description text NOT NULL,\n  \
+               duration_ms bigint NOT NULL,\n  \
+               outcome text NOT NULL CHECK (outcome IN ('succeeded', 'failed')),\n  \
+               detail text\n\
+             );\n\
+             COMMIT;\n",
+            schema = quote_ident(&self.schema),
+            state = self.state(),
+            audit = self.audit(),
+        )
+    }
+
+    /// Reads the state table in one round trip. Timestamps come as
+    /// microseconds so the text protocol needs no date parsing.
+    pub fn select_sql(&self) -> String {
+        format!(
+            "SELECT version, description, checksum, state, \
+             (extract(epoch FROM applied_at) * 1000000)::bigint, duration_ms, applied_by, error \
+             FROM {} ORDER BY version",
+            self.state()
+        )
+    }
+
+    /// Parses one row of [`Self::select_sql`], given as text columns.
+    pub fn parse_row(&self, columns: &[Option<&str>]) -> Option<AppliedMigration> {
+        let [
+            version,
+            description,
+            checksum,
+            state,
+            applied_at,
+            duration,
+            by,
+            error,
+        ] = columns
+        else {
+            return None;
+        };
+        Some(AppliedMigration {
+            version: Version((*version)?.parse().ok()?),
+            description: (*description)?.to_string(),
+            checksum: Checksum::from_hex((*checksum)?)?,
+            state: RecordState::parse((*state)?)?,
+            applied_at: jiff::Timestamp::from_microsecond((*applied_at)?.parse().ok()?).ok()?,
+            duration_ms: (*duration)?.parse().ok()?,
+            applied_by: (*by)?.to_string(),
+            error: error.map(str::to_string),
+        })
+    }
+
+    /// Records a migration as applied; inside its transaction the duration
+    /// is measured by the server.
+    pub fn insert_applied(&self, m: &Migration, actor: &str) -> String {
+        format!(
+            "INSERT INTO {} (version, description, checksum, state, duration_ms, applied_by) \
+             VALUES ({}, {}, {}, 'applied', {ELAPSED_IN_TRANSACTION_MS}, {});\n",
+            self.state(),
+            m.version,
+            quote_literal(&m.description),
+            quote_literal(&m.checksum().to_hex()),
+            quote_literal(actor),
+        )
+    }
+
+    /// Marks a no-transaction migration as started, so a failure or a crash
+    /// halfway leaves a visible record.
+    pub fn insert_started(&self, m: &Migration, actor: &str) -> String {
+        format!(
+            "INSERT INTO {} (version, description, checksum, state, applied_by) \
+             VALUES ({}, {}, {}, 'applying', {});\n",
+            self.state(),
+            m.version,
+            quote_literal(&m.description),
+            quote_literal(&m.checksum().to_hex()),
+            quote_literal(actor),
+        )
+    }
+
+    pub fn set_state(
+        &self,
+        version: Version,
+        state: RecordState,
+        duration_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> String {
+        let duration = duration_ms
+            .map(|d| format!(", duration_ms = {d}"))
+            .unwrap_or_default();
+        let applied_at = if state == RecordState::Applied {
+            ", applied_at = now()"
+        } else {
+            ""
+        };
+        format!(
+            "UPDATE {} SET state = '{}', error = {}{duration}{applied_at} WHERE version = {version};\n",
+            self.state(),
+            state.as_str(),
+            error.map_or_else(|| "NULL".to_string(), quote_literal),
+        )
+    }
+
+    pub fn delete(&self, version: Version) -> String {
+        format!("DELETE FROM {} WHERE version = {version};\n", self.state())
+    }
+
+    pub fn delete_above(&self, version: Option<Version>) -> String {
+        format!(
+            "DELETE FROM {} WHERE version > {};\n",
+            self.state(),
+            version.map_or(0, |v| v.0)
+        )
+    }
+
+    pub fn insert_stamped(&self, m: &Migration, actor: &str) -> String {
+        format!(
+            "INSERT INTO {} (version, description, checksum, state, applied_by) \
+             VALUES ({}, {}, {}, 'applied', {}) ON CONFLICT (version) DO NOTHING;\n",
+            self.state(),
+            m.version,
+            quote_literal(&m.description),
+            quote_literal(&m.checksum().to_hex()),
+            quote_literal(actor),
+        )
+    }
+
+    pub fn set_checksum(&self, version: Version, checksum: &Checksum) -> String {
+        format!(
+            "UPDATE {} SET checksum = {} WHERE version = {version};\n",
+            self.state(),
+            quote_literal(&checksum.to_hex())
+        )
+    }
+
+    pub fn insert_audit(&self, entry: &AuditEntry<'_>) -> String {
+        format!(
+            "INSERT INTO {} (actor, action, version, description, duration_ms, outcome, detail) \
+             VALUES ({}, '{}', {}, {}, {}, '{}', {});\n",
+            self.audit(),
+            quote_literal(entry.actor),
+            entry.action.as_str(),
+            entry
+                .version
+                .map_or_else(|| "NULL".to_string(), |v| v.to_string()),
+            quote_literal(entry.description),
+            entry
+                .duration_ms
+                .map_or_else(|| ELAPSED_IN_TRANSACTION_MS.to_string(), |d| d.to_string()),
+            if entry.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            entry
+                .detail
+                .map_or_else(|| "NULL".to_string(), quote_literal),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_key_depends_on_database_schema_and_table() {
+        let default = HistoryTable::default();
+        assert_eq!(
+            default.lock_key("app"),
+            HistoryTable::default().lock_key("app")
+        );
+        assert_ne!(default.lock_key("app"), default.lock_key("other"));
+        assert_ne!(
+            default.lock_key("app"),
+            HistoryTable::new("audit", "schemaop_migrations").lock_key("app")
+        );
+        assert_ne!(
+            default.lock_key("app"),
+            HistoryTable::new("public", "other").lock_key("app")
+        );
+    }
+
+    #[test]
+    fn quotes_every_identifier() {
+        let odd = HistoryTable::new("my \"schema\"", "t; DROP TABLE x");
+        let script = odd.create_script();
+        assert!(
+            script.contains("\"my \"\"schema\"\"\".\"t; DROP TABLE x\""),
+            "{script}"
+        );
+        assert!(script.contains("\"t; DROP TABLE x_audit\""), "{script}");
+    }
+
+    #[test]
+    fn parses_the_rows_it_selects() {
+        let table = HistoryTable::default();
+        let sum = Checksum::of("x").to_hex();
+        let row = [
+            Some("7"),
+            Some("add users"),
+            Some(sum.as_str()),
+            Some("apply_failed"),
+            Some("1763700000000000"),
+            Some("12"),
+            Some("ci"),
+            Some("boom"),
+        ];
+        let parsed = table.parse_row(&row).unwrap();
+        assert_eq!(parsed.version, Version(7));
+        assert_eq!(parsed.state, RecordState::ApplyFailed);
+        assert_eq!(parsed.error.as_deref(), Some("boom"));
+        assert!(table.parse_row(&row[..3]).is_none());
+    }
+}

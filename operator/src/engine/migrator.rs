@@ -1,0 +1,691 @@
+//! Running plans against a database: the lock, the history tables, one
+//! transaction (and one round trip) per migration, retries on lock timeouts,
+//! and no-transaction migrations that leave a visible record if they fail.
+
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::error::SqlState;
+
+use super::connection::{
+    Database, Session, SessionSettings, database_error, failure, is_lock_timeout,
+};
+use super::error::{Error, Result};
+use super::history::{AuditAction, AuditEntry, History, HistoryTable, RecordState};
+use super::lock::{self, LockHolder};
+use super::migration::{Migration, Script, Version};
+use super::plan::{self, Direction, Plan, PlanOptions, Step, Target};
+use super::source::MigrationSource;
+use super::sql;
+
+/// How a [`Migrator`] behaves; the defaults suit most databases.
+#[derive(Debug, Clone)]
+pub struct MigratorOptions {
+    pub history: HistoryTable,
+    pub session: SessionSettings,
+    pub allow_out_of_order: bool,
+    /// How many times a migration that hit `lock_timeout` is tried again.
+    pub lock_retries: usize,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// How often a waiting runner asks for the migration lock.
+    pub lock_poll_interval: Duration,
+    /// How long to wait for another runner's lock; `None` waits for ever.
+    pub lock_wait_timeout: Option<Duration>,
+    /// Who runs the migrations, as the history and audit log record it.
+    pub actor: String,
+}
+
+impl Default for MigratorOptions {
+    fn default() -> Self {
+        MigratorOptions {
+            history: HistoryTable::default(),
+            session: SessionSettings::default(),
+            allow_out_of_order: false,
+            lock_retries: 5,
+            retry_min_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+            lock_poll_interval: Duration::from_millis(500),
+            lock_wait_timeout: None,
+            actor: "schemaop".into(),
+        }
+    }
+}
+
+/// What happens during a run, for progress bars, logs, status and Events.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Another runner holds the lock; sent again when the holder changes.
+    WaitingForLock { holder: Option<&'a LockHolder> },
+    /// The lock is ours and `total` steps are about to run.
+    Planned { plan: &'a Plan<'a> },
+    /// Step `index` (1-based) of `total` starts.
+    StepStarted {
+        index: usize,
+        total: usize,
+        step: Step<'a>,
+    },
+    StepFinished {
+        index: usize,
+        total: usize,
+        step: Step<'a>,
+        duration: Duration,
+    },
+    /// A statement waited longer than `lock_timeout`; the step runs again after `delay`.
+    Retrying {
+        step: Step<'a>,
+        attempt: usize,
+        delay: Duration,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunReport {
+    pub from: Option<Version>,
+    pub to: Option<Version>,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepReport {
+    pub version: Version,
+    pub description: String,
+    pub direction: &'static str,
+    pub duration_ms: u64,
+}
+
+/// A fix to the history, each one audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// The file of an applied migration changed on purpose: record its new checksum.
+    AcceptChecksum(Version),
+    /// A failed or interrupted no-transaction migration's effect is complete.
+    MarkApplied(Version),
+    /// A failed or interrupted no-transaction migration left nothing behind:
+    /// forget it, so it runs again.
+    MarkReverted(Version),
+}
+
+/// Applies a [`MigrationSource`] to one database.
+pub struct Migrator<'s> {
+    source: &'s MigrationSource,
+    database: Database,
+    options: MigratorOptions,
+}
+
+/// The text sent for one step. Built once, used to run it and to print it.
+enum StepScript<'m> {
+    /// One round trip: `BEGIN`, the migration, its history rows, `COMMIT`.
+    Transactional {
+        text: String,
+        /// Characters before the migration's SQL, to map error positions.
+        prefix_chars: usize,
+        script: &'m Script,
+    },
+    /// Recorded as started, then each statement on its own; see [`Migrator::finish_script`].
+    NoTransaction { before: String, script: &'m Script },
+}
+
+const TX_PREFIX: &str = "BEGIN;\n";
+
+impl<'s> Migrator<'s> {
+    pub fn new(source: &'s MigrationSource, database: Database, options: MigratorOptions) -> Self {
+        Migrator {
+            source,
+            database,
+            options,
+        }
+    }
+
+    pub fn source(&self) -> &MigrationSource {
+        self.source
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    pub fn options(&self) -> &MigratorOptions {
+        &self.options
+    }
+
+    pub async fn connect(&self) -> Result<Session> {
+        self.database.connect(&self.options.session).await
+    }
+
+    /// Reads the state table in one query; a missing table is an empty history.
+    pub async fn history(&self, session: &Session) -> Result<History> {
+        let table = &self.options.history;
+        match session.client.simple_query(&table.select_sql()).await {
+            Ok(messages) => {
+                let mut records = Vec::new();
+                for message in &messages {
+                    if let SimpleQueryMessage::Row(row) = message {
+                        let columns: Vec<Option<&str>> =
+                            (0..row.len()).map(|i| row.get(i)).collect();
+                        let record = table.parse_row(&columns).ok_or_else(|| Error::Database {
+                            action: "reading the history table".into(),
+                            failure: super::error::Failure {
+                                code: String::new(),
+                                message: format!(
+                                    "{}.{} has a row this version of schemaop cannot read (version {:?}); \
+                                     check that the table was made by schemaop",
+                                    table.schema,
+                                    table.table,
+                                    columns.first().copied().flatten()
+                                ),
+                                detail: None,
+                                hint: None,
+                                line: None,
+                                column: None,
+                            },
+                        })?;
+                        records.push(record);
+                    }
+                }
+                Ok(History {
+                    exists: true,
+                    records,
+                })
+            }
+            Err(e) if matches!(e.code(), Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME) => {
+                Ok(History::default())
+            }
+            Err(e) => Err(database_error("reading the history table", &e)),
+        }
+    }
+
+    fn plan_options(&self, direction: Direction) -> PlanOptions {
+        PlanOptions {
+            direction,
+            allow_out_of_order: self.options.allow_out_of_order,
+        }
+    }
+
+    /// Brings the database to `target`. Returns at once, without the lock,
+    /// when it is already there.
+    pub async fn run(
+        &self,
+        target: Target,
+        direction: Direction,
+        observer: &(dyn Fn(Event<'_>) + Send + Sync),
+    ) -> Result<RunReport> {
+        let session = self.connect().await?;
+        let history = self.history(&session).await?;
+        let options = self.plan_options(direction);
+        if let Ok(plan) = plan::plan(self.source, &history, target, options)
+            && plan.is_up_to_date()
+        {
+            return Ok(RunReport {
+                from: plan.current,
+                to: plan.current,
+                steps: Vec::new(),
+            });
+        }
+
+        let key = self.lock_key();
+        self.lock(&session, key, observer).await?;
+        if !history.exists {
+            self.create_tables(&session).await?;
+        }
+        // Under the lock the history may have moved: another runner may have
+        // done the work while we waited.
+        let history = self.history(&session).await?;
+        let plan = plan::plan(self.source, &history, target, options)?;
+        observer(Event::Planned { plan: &plan });
+        let total = plan.steps.len();
+        let mut report = RunReport {
+            from: plan.current,
+            to: plan.current,
+            steps: Vec::with_capacity(total),
+        };
+        for (i, step) in plan.steps.iter().copied().enumerate() {
+            let index = i + 1;
+            observer(Event::StepStarted { index, total, step });
+            let duration = self.run_step(&session, step, observer).await?;
+            observer(Event::StepFinished {
+                index,
+                total,
+                step,
+                duration,
+            });
+            let m = step.migration();
+            report.to = match step {
+                Step::Apply(_) => Some(m.version),
+                Step::Revert(_) => history
+                    .records
+                    .iter()
+                    .map(|r| r.version)
+                    .filter(|v| *v < m.version)
+                    .max(),
+            };
+            report.steps.push(StepReport {
+                version: m.version,
+                description: m.description.clone(),
+                direction: if step.is_revert() { "down" } else { "up" },
+                duration_ms: duration.as_millis() as u64,
+            });
+        }
+        lock::release(&session, key).await?;
+        Ok(report)
+    }
+
+    /// The SQL a run would send now, history writes included; runs nothing.
+    pub async fn plan_sql(
+        &self,
+        target: Target,
+        direction: Direction,
+    ) -> Result<(Plan<'s>, String)> {
+        let session = self.connect().await?;
+        let history = self.history(&session).await?;
+        let plan = plan::plan(self.source, &history, target, self.plan_options(direction))?;
+        let mut out = String::new();
+        if !plan.is_up_to_date() {
+            out.push_str(&format!(
+                "-- Taken first, on the run's own connection: SELECT pg_try_advisory_lock({});\n",
+                self.lock_key()
+            ));
+            if !history.exists {
+                out.push_str("-- Creates the history tables.\n");
+                out.push_str(&self.options.history.create_script());
+            }
+        }
+        for (i, step) in plan.steps.iter().enumerate() {
+            let m = step.migration();
+            let kind = if step.is_revert() { "revert" } else { "apply" };
+            out.push_str(&format!(
+                "\n-- {}/{}: {kind} {m}\n",
+                i + 1,
+                plan.steps.len()
+            ));
+            match self.step_script(*step) {
+                StepScript::Transactional { text, .. } => out.push_str(&text),
+                StepScript::NoTransaction { before, script } => {
+                    out.push_str("-- Runs outside a transaction, one statement at a time.\n");
+                    out.push_str(&before);
+                    for statement in sql::split_statements(&script.sql) {
+                        out.push_str(statement.text.trim());
+                        out.push_str(";\n");
+                    }
+                    out.push_str("-- duration_ms below is the measured time of the run.\n");
+                    out.push_str(&self.finish_script(*step, 0));
+                }
+            }
+        }
+        Ok((plan, out))
+    }
+
+    /// Records migrations up to `target` as applied without running them, to
+    /// adopt a database whose schema already exists; migrations above the
+    /// target are forgotten. Audited.
+    pub async fn stamp(&self, target: Target) -> Result<(Option<Version>, usize, usize)> {
+        let target = plan::resolve_target(self.source, target)?;
+        let session = self.connect().await?;
+        let key = self.lock_key();
+        self.lock(&session, key, &|_| {}).await?;
+        self.create_tables(&session).await?;
+        let history = self.history(&session).await?;
+        if let Some(error) = plan::blocked(&history) {
+            return Err(error);
+        }
+        let table = &self.options.history;
+        let actor = &self.options.actor;
+        let mut script = String::from(TX_PREFIX);
+        let mut recorded = 0;
+        for m in plan::pending(self.source, &history) {
+            if Some(m.version) <= target {
+                script.push_str(&table.insert_stamped(m, actor));
+                recorded += 1;
+            }
+        }
+        let removed = history
+            .records
+            .iter()
+            .filter(|r| Some(r.version) > target)
+            .count();
+        script.push_str(&table.delete_above(target));
+        let detail = format!(
+            "stamped at {}: recorded {recorded}, forgot {removed}",
+            target.map_or("base".into(), |v| v.to_string())
+        );
+        script.push_str(&table.insert_audit(&AuditEntry {
+            actor,
+            action: AuditAction::Stamp,
+            version: target,
+            description: "stamp",
+            duration_ms: Some(0),
+            succeeded: true,
+            detail: Some(&detail),
+        }));
+        script.push_str("COMMIT;\n");
+        session.execute(&script, "stamping the history").await?;
+        lock::release(&session, key).await?;
+        Ok((target, recorded, removed))
+    }
+
+    /// Applies one audited fix to the history.
+    pub async fn repair(&self, repair: Repair) -> Result<String> {
+        let session = self.connect().await?;
+        let key = self.lock_key();
+        self.lock(&session, key, &|_| {}).await?;
+        let history = self.history(&session).await?;
+        let table = &self.options.history;
+        let (version, body, detail) = match repair {
+            Repair::AcceptChecksum(version) => {
+                let record = history
+                    .get(version)
+                    .ok_or(Error::NotInHistory { version })?;
+                let m = self
+                    .source
+                    .get(version)
+                    .ok_or_else(|| Error::MissingMigrations(vec![version]))?;
+                let detail = format!(
+                    "accepted checksum {} of {} (was {})",
+                    m.checksum().short(),
+                    m.up.file,
+                    record.checksum.short()
+                );
+                (version, table.set_checksum(version, m.checksum()), detail)
+            }
+            Repair::MarkApplied(version) => {
+                let record = history
+                    .get(version)
+                    .ok_or(Error::NotInHistory { version })?;
+                let detail = format!("marked applied (was {})", record.state);
+                (
+                    version,
+                    table.set_state(version, RecordState::Applied, None, None),
+                    detail,
+                )
+            }
+            Repair::MarkReverted(version) => {
+                let record = history
+                    .get(version)
+                    .ok_or(Error::NotInHistory { version })?;
+                let detail = format!("marked reverted (was {})", record.state);
+                (version, table.delete(version), detail)
+            }
+        };
+        let description = history
+            .get(version)
+            .map(|r| r.description.clone())
+            .unwrap_or_default();
+        let script = format!(
+            "{TX_PREFIX}{body}{}COMMIT;\n",
+            table.insert_audit(&AuditEntry {
+                actor: &self.options.actor,
+                action: AuditAction::Repair,
+                version: Some(version),
+                description: &description,
+                duration_ms: Some(0),
+                succeeded: true,
+                detail: Some(&detail),
+            })
+        );
+        session.execute(&script, "repairing the history").await?;
+        lock::release(&session, key).await?;
+        Ok(detail)
+    }
+
+    fn lock_key(&self) -> i64 {
+        self.options.history.lock_key(self.database.name())
+    }
+
+    async fn lock(
+        &self,
+        session: &Session,
+        key: i64,
+        observer: &(dyn Fn(Event<'_>) + Send + Sync),
+    ) -> Result<()> {
+        lock::acquire(
+            session,
+            key,
+            self.options.lock_poll_interval,
+            self.options.lock_wait_timeout,
+            |holder| observer(Event::WaitingForLock { holder }),
+        )
+        .await
+    }
+
+    async fn create_tables(&self, session: &Session) -> Result<()> {
+        let result = session
+            .execute(
+                &self.options.history.create_script(),
+                "creating the history tables",
+            )
+            .await;
+        if result.is_err() {
+            let _ = session.client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
+    fn step_script(&self, step: Step<'s>) -> StepScript<'s> {
+        let table = &self.options.history;
+        let actor = &self.options.actor;
+        let m = step.migration();
+        let (script, action) = match step {
+            Step::Apply(m) => (&m.up, AuditAction::Up),
+            // Plans only revert migrations that have a down script.
+            Step::Revert(m) => (m.down.as_ref().unwrap_or(&m.up), AuditAction::Down),
+        };
+        if script.transactional {
+            let record = match step {
+                Step::Apply(_) => table.insert_applied(m, actor),
+                Step::Revert(_) => table.delete(m.version),
+            };
+            let audit = table.insert_audit(&success(actor, action, m, None));
+            // The newline before `;` ends a trailing `--` comment in the file.
+            let text = format!("{TX_PREFIX}{}\n;\n{record}{audit}COMMIT;\n", script.sql);
+            StepScript::Transactional {
+                text,
+                prefix_chars: TX_PREFIX.chars().count(),
+                script,
+            }
+        } else {
+            let before = match step {
+                Step::Apply(_) => table.insert_started(m, actor),
+                Step::Revert(_) => table.set_state(m.version, RecordState::Reverting, None, None),
+            };
+            StepScript::NoTransaction { before, script }
+        }
+    }
+
+    /// Ends a no-transaction step: its record and audit entry, in one round trip.
+    fn finish_script(&self, step: Step<'_>, duration_ms: i64) -> String {
+        let table = &self.options.history;
+        let m = step.migration();
+        let (record, action) = match step {
+            Step::Apply(_) => (
+                table.set_state(m.version, RecordState::Applied, Some(duration_ms), None),
+                AuditAction::Up,
+            ),
+            Step::Revert(_) => (table.delete(m.version), AuditAction::Down),
+        };
+        record + &table.insert_audit(&success(&self.options.actor, action, m, Some(duration_ms)))
+    }
+
+    async fn run_step(
+        &self,
+        session: &Session,
+        step: Step<'s>,
+        observer: &(dyn Fn(Event<'_>) + Send + Sync),
+    ) -> Result<Duration> {
+        let started = Instant::now();
+        let m = step.migration();
+        match self.step_script(step) {
+            StepScript::Transactional {
+                text,
+                prefix_chars,
+                script,
+            } => {
+                let mut retries = self.retry_delays();
+                let mut attempt = 1;
+                loop {
+                    let Err(error) = session.client.batch_execute(&text).await else {
+                        return Ok(started.elapsed());
+                    };
+                    // The failed transaction must end before anything else runs.
+                    let _ = session.client.batch_execute("ROLLBACK").await;
+                    if is_lock_timeout(&error)
+                        && let Some(delay) = retries.next()
+                    {
+                        observer(Event::Retrying {
+                            step,
+                            attempt,
+                            delay,
+                        });
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    let error = self.step_error(
+                        step,
+                        script,
+                        None,
+                        &error,
+                        attempt,
+                        Some((&script.sql, -(prefix_chars as isize))),
+                    );
+                    self.audit_failure(session, step, &error).await;
+                    return Err(error);
+                }
+            }
+            StepScript::NoTransaction { before, script } => {
+                session
+                    .execute(&before, "recording the migration as started")
+                    .await?;
+                for (i, statement) in sql::split_statements(&script.sql).iter().enumerate() {
+                    let mut retries = self.retry_delays();
+                    let mut attempt = 1;
+                    loop {
+                        let Err(error) = session.client.batch_execute(statement.text).await else {
+                            break;
+                        };
+                        if is_lock_timeout(&error)
+                            && let Some(delay) = retries.next()
+                        {
+                            observer(Event::Retrying {
+                                step,
+                                attempt,
+                                delay,
+                            });
+                            tokio::time::sleep(delay).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        let shift = script.sql[..statement.offset].chars().count() as isize;
+                        let error = self.step_error(
+                            step,
+                            script,
+                            Some(i + 1),
+                            &error,
+                            attempt,
+                            Some((&script.sql, shift)),
+                        );
+                        let state = if step.is_revert() {
+                            RecordState::RevertFailed
+                        } else {
+                            RecordState::ApplyFailed
+                        };
+                        let record = self.options.history.set_state(
+                            m.version,
+                            state,
+                            None,
+                            Some(&error.to_string()),
+                        );
+                        // Best effort: if the connection is gone, the row
+                        // still says `applying`, which blocks runs just the same.
+                        let _ = session.client.batch_execute(&record).await;
+                        self.audit_failure(session, step, &error).await;
+                        return Err(error);
+                    }
+                }
+                let duration = started.elapsed();
+                let finish = self.finish_script(step, duration.as_millis() as i64);
+                session
+                    .execute(&finish, "recording the migration as finished")
+                    .await?;
+                Ok(duration)
+            }
+        }
+    }
+
+    fn retry_delays(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.options.retry_min_delay)
+            .with_max_delay(self.options.retry_max_delay)
+            .with_max_times(self.options.lock_retries)
+            .with_jitter()
+            .build()
+    }
+
+    fn step_error(
+        &self,
+        step: Step<'_>,
+        script: &Script,
+        statement: Option<usize>,
+        error: &tokio_postgres::Error,
+        attempts: usize,
+        position: Option<(&str, isize)>,
+    ) -> Error {
+        if is_lock_timeout(error) {
+            return Error::LockTimeout {
+                version: step.migration().version,
+                file: script.file.clone(),
+                attempts,
+            };
+        }
+        if error.as_db_error().is_none() {
+            return database_error("running a migration", error);
+        }
+        Error::MigrationFailed {
+            version: step.migration().version,
+            file: script.file.clone(),
+            statement,
+            failure: failure(error, position),
+        }
+    }
+
+    async fn audit_failure(&self, session: &Session, step: Step<'_>, error: &Error) {
+        let m = step.migration();
+        let detail = error.to_string();
+        let entry = AuditEntry {
+            actor: &self.options.actor,
+            action: if step.is_revert() {
+                AuditAction::Down
+            } else {
+                AuditAction::Up
+            },
+            version: Some(m.version),
+            description: &m.description,
+            duration_ms: Some(0),
+            succeeded: false,
+            detail: Some(&detail),
+        };
+        // Best effort: the failure is returned to the caller either way.
+        let _ = session
+            .client
+            .batch_execute(&self.options.history.insert_audit(&entry))
+            .await;
+    }
+}
+
+fn success<'a>(
+    actor: &'a str,
+    action: AuditAction,
+    m: &'a Migration,
+    duration_ms: Option<i64>,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        actor,
+        action,
+        version: Some(m.version),
+        description: &m.description,
+        duration_ms,
+        succeeded: true,
+        detail: None,
+    }
+}

@@ -1,0 +1,22 @@
+//! The migration engine: loads migrations, plans, and applies them to
+//! PostgreSQL. It knows nothing of Kubernetes; the CLI and the operator both
+//! drive it.
+
+pub mod connection;
+pub mod error;
+pub mod history;
+pub mod lock;
+pub mod migration;
+pub mod migrator;
+pub mod plan;
+pub mod source;
+pub mod sql;
+pub mod status;
+
+pub use connection::{Database, SessionSettings};
+pub use error::{Error, Result};
+pub use history::{History, HistoryTable, RecordState};
+pub use migration::{Checksum, Migration, Script, Version};
+pub use migrator::{Event, Migrator, MigratorOptions, Repair, RunReport};
+pub use plan::{Direction, Plan, PlanOptions, Step, Target};
+pub use source::MigrationSource;

@@ -1,0 +1,314 @@
+//! Where migrations come from: a folder on disk for the CLI, or a map of file
+//! name to text for the operator (ConfigMaps, inline SQL). Both go through the
+//! same parsing, so a file means the same thing wherever it lives.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::error::{Error, Result};
+use super::migration::{Migration, Script, Version};
+use super::sql;
+
+/// A validated, ordered set of migrations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationSource {
+    migrations: Vec<Migration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+    /// A plain `.sql` file: up only, cannot be reverted.
+    UpOnly,
+}
+
+struct FileName<'a> {
+    version: Version,
+    description: &'a str,
+    direction: Direction,
+}
+
+impl MigrationSource {
+    /// Loads every `*.sql` file of `dir`. Other files (a README, `.gitkeep`)
+    /// and sub-folders are ignored.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let read_error = |source| Error::ReadSource {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_error)? {
+            let entry = entry.map_err(read_error)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".sql") || name.starts_with('.') || !entry.path().is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).map_err(read_error)?;
+            files.push((name, bytes));
+        }
+        Self::from_files(files)
+    }
+
+    /// Builds a source from file names and their contents.
+    pub fn from_files<N, B>(files: impl IntoIterator<Item = (N, B)>) -> Result<Self>
+    where
+        N: Into<String>,
+        B: Into<Vec<u8>>,
+    {
+        // Sorting by name first makes errors about pairs of files deterministic.
+        let files: BTreeMap<String, Vec<u8>> = files
+            .into_iter()
+            .map(|(n, b)| (n.into(), b.into()))
+            .collect();
+        let mut ups: BTreeMap<Version, (String, Script)> = BTreeMap::new();
+        let mut downs: BTreeMap<Version, (String, Script)> = BTreeMap::new();
+
+        for (file, bytes) in files {
+            let name = parse_file_name(&file)
+                .ok_or_else(|| Error::InvalidFileName { file: file.clone() })?;
+            let text =
+                String::from_utf8(bytes).map_err(|_| Error::NotUtf8 { file: file.clone() })?;
+            if !sql::has_code(&text) {
+                return Err(Error::EmptyFile { file });
+            }
+            let script = Script::new(file.clone(), text);
+            if script.transactional {
+                reject_transaction_control(&script)?;
+            }
+            let slot = match name.direction {
+                Direction::Up | Direction::UpOnly => &mut ups,
+                Direction::Down => &mut downs,
+            };
+            if let Some((_, existing)) = slot.get(&name.version) {
+                return Err(Error::DuplicateVersion {
+                    version: name.version,
+                    first: existing.file.clone(),
+                    second: file,
+                });
+            }
+            slot.insert(name.version, (name.description.to_string(), script));
+        }
+
+        let mut migrations = Vec::with_capacity(ups.len());
+        for (version, (description, up)) in ups {
+            let down = match downs.remove(&version) {
+                Some((down_description, down)) if down_description != description => {
+                    return Err(Error::DuplicateVersion {
+                        version,
+                        first: up.file,
+                        second: down.file,
+                    });
+                }
+                Some((_, down)) if up.file.ends_with(".up.sql") => Some(down),
+                // `N_x.sql` declares itself up-only; a down file beside it is a mistake.
+                Some((_, down)) => return Err(Error::DownWithoutUp { file: down.file }),
+                None => None,
+            };
+            migrations.push(Migration {
+                version,
+                description: description.replace('_', " "),
+                up,
+                down,
+            });
+        }
+        if let Some((_, (_, orphan))) = downs.into_iter().next() {
+            return Err(Error::DownWithoutUp { file: orphan.file });
+        }
+        Ok(MigrationSource { migrations })
+    }
+
+    /// All migrations, oldest first.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    pub fn get(&self, version: Version) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()
+            .map(|i| &self.migrations[i])
+    }
+
+    pub fn latest(&self) -> Option<Version> {
+        self.migrations.last().map(|m| m.version)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.migrations.is_empty()
+    }
+}
+
+fn parse_file_name(file: &str) -> Option<FileName<'_>> {
+    let (stem, direction) = if let Some(stem) = file.strip_suffix(".up.sql") {
+        (stem, Direction::Up)
+    } else if let Some(stem) = file.strip_suffix(".down.sql") {
+        (stem, Direction::Down)
+    } else {
+        (file.strip_suffix(".sql")?, Direction::UpOnly)
+    };
+    let (version, description) = stem.split_once('_')?;
+    if description.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(FileName {
+        version: version.parse().ok()?,
+        description,
+        direction,
+    })
+}
+
+/// A `COMMIT` in the middle of a transactional migration would make half of it
+/// permanent and break the promise that a failed migration leaves nothing.
+fn reject_transaction_control(script: &Script) -> Result<()> {
+    const CONTROL: [&str; 6] = ["BEGIN", "START", "COMMIT", "ROLLBACK", "END", "ABORT"];
+    for statement in sql::split_statements(&script.sql) {
+        if let Some(keyword) = sql::leading_keyword(statement.text)
+            && CONTROL.contains(&keyword.as_str())
+        {
+            let code_start = statement.text.len() - statement.text.trim_start().len();
+            let (line, _) = sql::line_col(&script.sql, statement.offset + code_start);
+            return Err(Error::TransactionControl {
+                file: script.file.clone(),
+                line,
+                keyword,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(files: &[(&str, &str)]) -> Result<MigrationSource> {
+        MigrationSource::from_files(files.iter().map(|(n, t)| (*n, t.as_bytes().to_vec())))
+    }
+
+    #[test]
+    fn pairs_up_and_down_files_and_orders_numerically() {
+        let s = source(&[
+            ("10_ten.sql", "SELECT 10;"),
+            ("0002_add_users.up.sql", "CREATE TABLE users ();"),
+            ("0002_add_users.down.sql", "DROP TABLE users;"),
+            ("9_nine.up.sql", "SELECT 9;"),
+        ])
+        .unwrap();
+        let versions: Vec<i64> = s.migrations().iter().map(|m| m.version.0).collect();
+        assert_eq!(versions, vec![2, 9, 10]);
+        let users = s.get(Version(2)).unwrap();
+        assert_eq!(users.description, "add users");
+        assert_eq!(users.down.as_ref().unwrap().file, "0002_add_users.down.sql");
+        assert!(s.get(Version(10)).unwrap().down.is_none());
+        assert_eq!(s.latest(), Some(Version(10)));
+    }
+
+    #[test]
+    fn rejects_duplicate_versions_naming_both_files() {
+        let err =
+            source(&[("1_a.up.sql", "SELECT 1;"), ("0001_b.up.sql", "SELECT 1;")]).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(
+            err,
+            Error::DuplicateVersion {
+                version: Version(1),
+                ..
+            }
+        ));
+        assert!(
+            message.contains("0001_b.up.sql") && message.contains("1_a.up.sql"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_plain_file_and_an_up_file_of_one_version() {
+        let err = source(&[("1_a.sql", "SELECT 1;"), ("1_a.up.sql", "SELECT 1;")]).unwrap_err();
+        assert!(matches!(err, Error::DuplicateVersion { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_unparsable_names() {
+        for name in [
+            "abc.sql",
+            "1.sql",
+            "1_.up.sql",
+            "x1_a.sql",
+            "-1_a.sql",
+            "0_zero.sql",
+        ] {
+            let err = source(&[(name, "SELECT 1;")]).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidFileName { file } if file == name),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_a_down_file_without_its_up_file() {
+        let err =
+            source(&[("1_a.up.sql", "SELECT 1;"), ("2_b.down.sql", "SELECT 1;")]).unwrap_err();
+        assert!(
+            matches!(&err, Error::DownWithoutUp { file } if file == "2_b.down.sql"),
+            "{err}"
+        );
+        let err = source(&[("1_a.sql", "SELECT 1;"), ("1_a.down.sql", "SELECT 1;")]).unwrap_err();
+        assert!(
+            matches!(&err, Error::DownWithoutUp { file } if file == "1_a.down.sql"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_empty_and_comment_only_files() {
+        for text in ["", "  \n", "-- todo\n"] {
+            let err = source(&[("1_a.sql", text)]).unwrap_err();
+            assert!(
+                matches!(&err, Error::EmptyFile { file } if file == "1_a.sql"),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_text_that_is_not_utf8() {
+        let err = MigrationSource::from_files([("1_a.sql", vec![0x53, 0xff, 0xfe])]).unwrap_err();
+        assert!(
+            matches!(&err, Error::NotUtf8 { file } if file == "1_a.sql"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_transaction_control_in_a_transactional_migration() {
+        let err = source(&[(
+            "1_a.sql",
+            "CREATE TABLE t ();\n\nCOMMIT;\nCREATE TABLE u ();",
+        )])
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::TransactionControl { file, line: 3, keyword } if file == "1_a.sql" && keyword == "COMMIT"),
+            "{err}"
+        );
+        // Outside a transaction, the author owns transaction control.
+        source(&[("1_a.sql", "-- no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;")]).unwrap();
+    }
+
+    #[test]
+    fn ignores_files_that_are_not_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+        std::fs::write(dir.path().join(".gitkeep"), "").unwrap();
+        std::fs::write(dir.path().join("1_a.sql"), "SELECT 1;").unwrap();
+        let s = MigrationSource::from_dir(dir.path()).unwrap();
+        assert_eq!(s.migrations().len(), 1);
+    }
+
+    #[test]
+    fn a_missing_folder_is_named() {
+        let err = MigrationSource::from_dir(Path::new("/nonexistent/migrations")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/migrations"), "{err}");
+    }
+}
