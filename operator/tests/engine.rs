@@ -1,0 +1,770 @@
+//! The engine against a real PostgreSQL, one throwaway database per test.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TestDb, sample_migrations, source};
+use schemaop::engine::{
+    Direction, Error, Event, HistoryTable, MigrationSource, MigratorOptions, Repair, Target,
+    Version,
+};
+
+fn quiet(_: Event<'_>) {}
+
+fn options() -> MigratorOptions {
+    MigratorOptions {
+        actor: "engine-test".into(),
+        ..MigratorOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn fresh_apply_then_a_rerun_does_nothing() {
+    let db = TestDb::new().await;
+    let source = MigrationSource::from_dir(&sample_migrations()).unwrap();
+    let migrator = db.migrator(&source, options());
+
+    let first = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(first.steps.len(), source.migrations().len());
+    assert_eq!(first.to, source.latest());
+
+    let second = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert!(second.steps.is_empty(), "{second:?}");
+    assert_eq!(second.from, source.latest());
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations WHERE state = 'applied'")
+            .await,
+        source.migrations().len() as i64
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations_audit WHERE action = 'up' AND outcome = 'succeeded'")
+            .await,
+        source.migrations().len() as i64
+    );
+    assert_eq!(
+        db.scalar("SELECT applied_by FROM schemaop_migrations LIMIT 1")
+            .await
+            .as_deref(),
+        Some("engine-test")
+    );
+}
+
+#[tokio::test]
+async fn up_down_up_leaves_the_same_schema() {
+    let db = TestDb::new().await;
+    let source = MigrationSource::from_dir(&sample_migrations()).unwrap();
+    let migrator = db.migrator(&source, options());
+    let empty = db.catalog().await;
+
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    let upgraded = db.catalog().await;
+    assert!(
+        upgraded.len() > 20,
+        "the sample app should create a real schema: {upgraded:?}"
+    );
+
+    let down = migrator
+        .run(Target::Base, Direction::Down, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(down.steps.len(), source.migrations().len());
+    assert_eq!(down.to, None);
+    assert_eq!(db.catalog().await, empty);
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations").await,
+        0
+    );
+
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(db.catalog().await, upgraded);
+}
+
+#[tokio::test]
+async fn a_no_transaction_migration_builds_its_index_concurrently() {
+    let db = TestDb::new().await;
+    let source = MigrationSource::from_dir(&sample_migrations()).unwrap();
+    let concurrent = source
+        .migrations()
+        .iter()
+        .find(|m| !m.up.transactional)
+        .expect("sample has one");
+    assert!(concurrent.up.sql.contains("CONCURRENTLY"));
+
+    db.migrator(&source, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        db.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'runs_active_idx'::regclass")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    let state = db
+        .scalar(&format!(
+            "SELECT state FROM schemaop_migrations WHERE version = {}",
+            concurrent.version
+        ))
+        .await;
+    assert_eq!(state.as_deref(), Some("applied"));
+}
+
+#[tokio::test]
+async fn a_failing_transactional_migration_leaves_nothing_behind() {
+    let db = TestDb::new().await;
+    let source = source(&[
+        ("1_base.sql", "CREATE TABLE base (id int);"),
+        (
+            "2_broken.sql",
+            "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\nINSERT INTO half VALUES ('x');\n",
+        ),
+    ]);
+    let migrator = db.migrator(&source, options());
+
+    let err = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+
+    match &err {
+        Error::MigrationFailed {
+            version,
+            file,
+            statement,
+            failure,
+        } => {
+            assert_eq!(
+                (*version, file.as_str(), *statement),
+                (Version(2), "2_broken.sql", None)
+            );
+            assert_eq!(failure.code, "22P02", "{failure}");
+            assert_eq!(
+                (failure.line, failure.column),
+                (Some(3), Some(26)),
+                "{failure}"
+            );
+        }
+        other => panic!("expected MigrationFailed, got {other}"),
+    }
+    assert!(err.to_string().contains("2_broken.sql"), "{err}");
+    assert_eq!(db.scalar("SELECT to_regclass('half')::text").await, None);
+    assert_eq!(
+        db.scalar("SELECT to_regclass('base')::text")
+            .await
+            .as_deref(),
+        Some("base")
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations").await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations_audit WHERE version = 2 AND outcome = 'failed'").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failed_no_transaction_migration_blocks_until_repaired() {
+    let db = TestDb::new().await;
+    let broken = source(&[
+        ("1_base.sql", "CREATE TABLE t (id int);"),
+        (
+            "2_index.sql",
+            "-- schemaop:no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t (id);\nCREATE INDEX CONCURRENTLY t_bad ON t (nope);\n",
+        ),
+        ("3_after.sql", "CREATE TABLE after (id int);"),
+    ]);
+    let err = db
+        .migrator(&broken, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MigrationFailed {
+                version: Version(2),
+                statement: Some(2),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        db.scalar("SELECT state FROM schemaop_migrations WHERE version = 2")
+            .await
+            .as_deref(),
+        Some("apply_failed")
+    );
+    // The first statement ran and stays: that is what "no transaction" means.
+    assert_eq!(
+        db.scalar("SELECT to_regclass('t_id')::text")
+            .await
+            .as_deref(),
+        Some("t_id")
+    );
+
+    // Every further run refuses, says what happened and how to get out.
+    let err = db
+        .migrator(&broken, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::Blocked {
+                version: Version(2),
+                ..
+            }
+        ),
+        "{message}"
+    );
+    for needle in [
+        "failed while being applied",
+        "\"nope\" does not exist",
+        "--mark-applied 2",
+        "--mark-reverted 2",
+    ] {
+        assert!(
+            message.contains(needle),
+            "{needle:?} missing from: {message}"
+        );
+    }
+    assert_eq!(db.scalar("SELECT to_regclass('after')::text").await, None);
+
+    // A person cleans up, fixes the file and forgets the failed attempt.
+    db.client()
+        .await
+        .batch_execute("DROP INDEX t_id")
+        .await
+        .unwrap();
+    let fixed = source(&[
+        ("1_base.sql", "CREATE TABLE t (id int);"),
+        (
+            "2_index.sql",
+            "-- schemaop:no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
+        ),
+        ("3_after.sql", "CREATE TABLE after (id int);"),
+    ]);
+    let migrator = db.migrator(&fixed, options());
+    migrator
+        .repair(Repair::MarkReverted(Version(2)))
+        .await
+        .unwrap();
+    let report = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.steps.iter().map(|s| s.version.0).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM schemaop_migrations_audit WHERE action = 'repair' AND version = 2"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn mark_applied_accepts_a_no_transaction_migration_finished_by_hand() {
+    let db = TestDb::new().await;
+    let files = [
+        ("1_base.sql", "CREATE TABLE t (id int);"),
+        (
+            "2_index.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY t_bad ON t (nope);\n",
+        ),
+    ];
+    let source = source(&files);
+    let migrator = db.migrator(&source, options());
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+
+    migrator
+        .repair(Repair::MarkApplied(Version(2)))
+        .await
+        .unwrap();
+
+    // The checksum still matches the file, so the history is consistent again.
+    let report = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert!(report.steps.is_empty());
+    assert_eq!(report.from, Some(Version(2)));
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_refused_until_its_checksum_is_accepted() {
+    let db = TestDb::new().await;
+    let original = source(&[
+        ("1_a.sql", "CREATE TABLE a (id int);"),
+        ("2_b.sql", "CREATE TABLE b (id int);"),
+    ]);
+    db.migrator(&original, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    let edited = source(&[
+        ("1_a.sql", "CREATE TABLE a (id bigint);"),
+        ("2_b.sql", "CREATE TABLE b (id int);"),
+        ("3_c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let migrator = db.migrator(&edited, options());
+    let err = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ChecksumMismatch(d) if d.len() == 1 && d[0].version == Version(1)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("1_a.sql") && err.to_string().contains("repair --accept-checksum"),
+        "{err}"
+    );
+    assert_eq!(db.scalar("SELECT to_regclass('c')::text").await, None);
+
+    let detail = migrator
+        .repair(Repair::AcceptChecksum(Version(1)))
+        .await
+        .unwrap();
+    assert!(detail.contains("accepted checksum"), "{detail}");
+    let report = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(report.steps.len(), 1);
+    let audit = db
+        .scalar(
+            "SELECT detail FROM schemaop_migrations_audit WHERE action = 'repair' AND version = 1",
+        )
+        .await
+        .unwrap();
+    assert!(audit.contains("1_a.sql"), "{audit}");
+}
+
+#[tokio::test]
+async fn an_out_of_order_migration_is_refused_unless_allowed() {
+    let db = TestDb::new().await;
+    let first = source(&[
+        ("1_a.sql", "CREATE TABLE a ();"),
+        ("3_c.sql", "CREATE TABLE c ();"),
+    ]);
+    db.migrator(&first, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    let late = source(&[
+        ("1_a.sql", "CREATE TABLE a ();"),
+        ("2_b.sql", "CREATE TABLE b ();"),
+        ("3_c.sql", "CREATE TABLE c ();"),
+    ]);
+    let err = db
+        .migrator(&late, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::OutOfOrder { pending, newest_applied: Version(3) } if pending == &[Version(2)]),
+        "{err}"
+    );
+    assert_eq!(db.scalar("SELECT to_regclass('b')::text").await, None);
+
+    let allow = MigratorOptions {
+        allow_out_of_order: true,
+        ..options()
+    };
+    let report = db
+        .migrator(&late, allow)
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.steps.iter().map(|s| s.version.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+/// Collects what a run reports, for tests that wait on it.
+fn recorder() -> (
+    Arc<Mutex<Vec<String>>>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    impl Fn(Event<'_>) + Send + Sync,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = seen.clone();
+    let observer = move |event: Event<'_>| {
+        let line = match event {
+            Event::WaitingForLock { holder } => format!(
+                "waiting {}",
+                holder.map(|h| h.to_string()).unwrap_or_default()
+            ),
+            Event::Retrying { attempt, .. } => format!("retrying {attempt}"),
+            Event::StepFinished { step, .. } => format!("finished {}", step.migration().version),
+            _ => return,
+        };
+        log.lock().unwrap().push(line.clone());
+        let _ = tx.send(line);
+    };
+    (seen, rx, observer)
+}
+
+#[tokio::test]
+async fn a_lock_timeout_is_retried_until_the_lock_is_free() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE busy (id int)")
+        .await
+        .unwrap();
+    let source = source(&[("1_add_column.sql", "ALTER TABLE busy ADD COLUMN name text;")]);
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS SHARE MODE;")
+        .await
+        .unwrap();
+
+    let options = MigratorOptions {
+        session: schemaop::engine::SessionSettings {
+            lock_timeout: Duration::from_millis(100),
+            ..Default::default()
+        },
+        lock_retries: 20,
+        retry_min_delay: Duration::from_millis(20),
+        retry_max_delay: Duration::from_millis(100),
+        ..options()
+    };
+    let (seen, mut events, observer) = recorder();
+    let run = tokio::spawn(async move {
+        let migrator = db.migrator(&source, options);
+        let result = migrator.run(Target::Latest, Direction::Up, &observer).await;
+        (result.map(|r| r.steps.len()), db)
+    });
+
+    // Release the application's lock only once the migration has hit it.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if event.starts_with("retrying") {
+            break;
+        }
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    let (result, db) = run.await.unwrap();
+    assert_eq!(result.unwrap(), 1);
+    assert!(seen.lock().unwrap().iter().any(|e| e == "retrying 1"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'busy' AND column_name = 'name'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_lock_held_past_the_retry_budget_fails_cleanly() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE busy (id int)")
+        .await
+        .unwrap();
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS SHARE MODE;")
+        .await
+        .unwrap();
+    let source = source(&[(
+        "1_add_column.sql",
+        "CREATE TABLE other (id int);\nALTER TABLE busy ADD COLUMN name text;",
+    )]);
+    let options = MigratorOptions {
+        session: schemaop::engine::SessionSettings {
+            lock_timeout: Duration::from_millis(50),
+            ..Default::default()
+        },
+        lock_retries: 2,
+        retry_min_delay: Duration::from_millis(10),
+        retry_max_delay: Duration::from_millis(20),
+        ..options()
+    };
+
+    let err = db
+        .migrator(&source, options)
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(
+            &err,
+            Error::LockTimeout {
+                version: Version(1),
+                attempts: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1_add_column.sql"), "{err}");
+    assert_eq!(db.scalar("SELECT to_regclass('other')::text").await, None);
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_runner_names_the_lock_holder() {
+    let db = TestDb::new().await;
+    let source = source(&[("1_a.sql", "CREATE TABLE a ();")]);
+    let key = HistoryTable::default().lock_key(&db.name);
+    let holder = common::connect(&format!("{}?application_name=other-runner", db.url)).await;
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+    let holder_pid = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+
+    let options = MigratorOptions {
+        lock_poll_interval: Duration::from_millis(50),
+        lock_wait_timeout: Some(Duration::from_millis(300)),
+        ..options()
+    };
+    let (seen, _events, observer) = recorder();
+    let err = db
+        .migrator(&source, options)
+        .run(Target::Latest, Direction::Up, &observer)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, Error::LockWaitTimeout { .. }), "{err}");
+    assert!(err.to_string().contains("other-runner"), "{err}");
+    let waiting = seen.lock().unwrap().clone();
+    assert_eq!(
+        waiting.len(),
+        1,
+        "one report per holder, not one per poll: {waiting:?}"
+    );
+    assert!(
+        waiting[0].contains(&format!("pid {holder_pid}")),
+        "{waiting:?}"
+    );
+    assert_eq!(db.scalar("SELECT to_regclass('a')::text").await, None);
+}
+
+#[tokio::test]
+async fn an_up_to_date_database_is_checked_without_the_lock() {
+    let db = TestDb::new().await;
+    let source = source(&[("1_a.sql", "CREATE TABLE a ();")]);
+    db.migrator(&source, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    let key = HistoryTable::default().lock_key(&db.name);
+    let holder = db.client().await;
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+
+    // With the lock held elsewhere, a runner that needed it would time out.
+    let options = MigratorOptions {
+        lock_wait_timeout: Some(Duration::from_millis(100)),
+        ..options()
+    };
+    let report = db
+        .migrator(&source, options)
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert!(report.steps.is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_run_rolls_back_and_frees_the_lock() {
+    let db = TestDb::new().await;
+    let source = source(&[(
+        "1_slow.sql",
+        "CREATE TABLE slow (id int);\nSELECT pg_sleep(30);",
+    )]);
+    let migrator = db.migrator(&source, options());
+    let run = migrator.run(Target::Latest, Direction::Up, &quiet);
+    let outcome = tokio::time::timeout(Duration::from_millis(800), run).await;
+    assert!(
+        outcome.is_err(),
+        "the slow migration should still be running"
+    );
+
+    // The server notices the closed connection, rolls back, and frees the lock.
+    assert_eq!(db.scalar("SELECT to_regclass('slow')::text").await, None);
+    let options = MigratorOptions {
+        lock_wait_timeout: Some(Duration::from_secs(20)),
+        ..options()
+    };
+    let quick = common::source(&[("1_slow.sql", "CREATE TABLE slow (id int);")]);
+    let report = db
+        .migrator(&quick, options)
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(report.steps.len(), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn stamp_adopts_an_existing_schema() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE a (id int); CREATE TABLE b (id int);")
+        .await
+        .unwrap();
+    let source = source(&[
+        ("1_a.sql", "CREATE TABLE a (id int);"),
+        ("2_b.sql", "CREATE TABLE b (id int);"),
+        ("3_c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let migrator = db.migrator(&source, options());
+
+    let (target, recorded, removed) = migrator.stamp(Target::Version(Version(2))).await.unwrap();
+    assert_eq!((target, recorded, removed), (Some(Version(2)), 2, 0));
+
+    let report = migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.steps.iter().map(|s| s.version.0).collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations_audit WHERE action = 'stamp'")
+            .await,
+        1
+    );
+
+    // Stamping lower forgets what is above, without running any down script.
+    let (_, recorded, removed) = migrator.stamp(Target::Version(Version(1))).await.unwrap();
+    assert_eq!((recorded, removed), (0, 2));
+    assert_eq!(
+        db.scalar("SELECT to_regclass('c')::text").await.as_deref(),
+        Some("c")
+    );
+}
+
+#[tokio::test]
+async fn history_lives_where_it_is_configured_with_any_name() {
+    let db = TestDb::new().await;
+    let source = source(&[("1_a.sql", "CREATE TABLE a ();")]);
+    let options = MigratorOptions {
+        history: HistoryTable::new("ops", "Schema \"History\""),
+        ..options()
+    };
+    db.migrator(&source, options.clone())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        db.count(r#"SELECT count(*) FROM ops."Schema ""History""""#)
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count(r#"SELECT count(*) FROM ops."Schema ""History""_audit""#)
+            .await,
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.schemaop_migrations')::text")
+            .await,
+        None
+    );
+    let report = db
+        .migrator(&source, options)
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert!(report.steps.is_empty());
+}
+
+#[tokio::test]
+async fn downgrading_reverts_in_reverse_order_and_refuses_past_an_irreversible_migration() {
+    let db = TestDb::new().await;
+    let source = source(&[
+        ("1_a.up.sql", "CREATE TABLE a ();"),
+        ("1_a.down.sql", "DROP TABLE a;"),
+        ("2_b.sql", "CREATE TABLE b ();"),
+        ("3_c.up.sql", "CREATE TABLE c ();"),
+        ("3_c.down.sql", "DROP TABLE c;"),
+    ]);
+    let migrator = db.migrator(&source, options());
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    let report = migrator
+        .run(Target::Version(Version(2)), Direction::Down, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        report
+            .steps
+            .iter()
+            .map(|s| (s.version.0, s.direction))
+            .collect::<Vec<_>>(),
+        vec![(3, "down")]
+    );
+    assert_eq!(report.to, Some(Version(2)));
+
+    let err = migrator
+        .run(Target::Base, Direction::Down, &quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Irreversible { version: Version(2), file } if file == "2_b.sql"),
+        "{err}"
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('a')::text").await.as_deref(),
+        Some("a")
+    );
+}
