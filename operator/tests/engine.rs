@@ -10,6 +10,7 @@ use schemaop::engine::{
     Direction, Error, Event, HistoryTable, MigrationSource, MigratorOptions, Repair, Target,
     Version,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn quiet(_: Event<'_>) {}
 
@@ -411,10 +412,13 @@ async fn an_out_of_order_migration_is_refused_unless_allowed() {
     );
 }
 
+/// Every event a run reported so far, as one line each.
+type Seen = Arc<Mutex<Vec<String>>>;
+
 /// Collects what a run reports, for tests that wait on it.
 fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
+    Seen,
+    UnboundedReceiver<String>,
     impl Fn(Event<'_>) + Send + Sync,
 ) {
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -79,11 +79,11 @@ pub struct GlobalArgs {
     pub history_table: String,
 
     /// How long a statement may wait for a lock before it is retried (lock_timeout).
-    #[arg(long, default_value = "5s", value_parser = duration::parse, global = true)]
+    #[arg(long, default_value = "5s", value_parser = duration::parse_duration, global = true)]
     pub lock_timeout: Duration,
 
     /// How long one statement may run (statement_timeout); 0 is no limit.
-    #[arg(long, default_value = "0", value_parser = duration::parse, global = true)]
+    #[arg(long, default_value = "0", value_parser = duration::parse_duration, global = true)]
     pub statement_timeout: Duration,
 
     /// How many times to retry a migration that hit lock_timeout, with jittered backoff.
@@ -91,7 +91,7 @@ pub struct GlobalArgs {
     pub lock_retries: usize,
 
     /// How long to wait for another runner's migration lock; 0 waits for ever.
-    #[arg(long, default_value = "0", value_parser = duration::parse, global = true)]
+    #[arg(long, default_value = "0", value_parser = duration::parse_duration, global = true)]
     pub lock_wait_timeout: Duration,
 
     /// Apply pending migrations that are older than the newest applied one.
@@ -149,6 +149,8 @@ pub enum Command {
     New(new::NewArgs),
     /// Fix the history by hand; each fix is recorded in the audit log.
     Repair(RepairArgs),
+    /// Print the SchemaMigration CustomResourceDefinition as YAML.
+    Crd,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +256,10 @@ pub fn exit_code(error: &Error) -> u8 {
 
 async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     let global = &cli.global;
+    if let Command::Crd = &cli.command {
+        print!("{}", crate::crd::crd_yaml());
+        return Ok(exit::OK);
+    }
     if let Command::New(args) = &cli.command {
         let source = MigrationSource::from_dir(&global.dir)?;
         let files = new::create(&global.dir, &source, args)?;
@@ -325,7 +331,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let detail = migrator.repair(repair).await?;
             reporter.repaired(&detail);
         }
-        Command::New(_) => {}
+        Command::New(_) | Command::Crd => {}
     }
     Ok(exit::OK)
 }
@@ -361,10 +367,30 @@ fn options(global: &GlobalArgs) -> MigratorOptions {
 fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .or_else(login_name)
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown".into());
     format!("{user}@{host}")
+}
+
+/// The login name of this process's user, for containers and CI jobs that
+/// set no USER.
+fn login_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
 }

@@ -190,7 +190,7 @@ pub fn database_error(action: &str, error: &tokio_postgres::Error) -> Error {
     match error.as_db_error() {
         Some(_) => Error::Database {
             action: action.to_string(),
-            failure: failure(error, None),
+            failure: Box::new(failure(error, None)),
         },
         None => Error::ConnectionLost {
             reason: describe_io_error(error),

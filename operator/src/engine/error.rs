@@ -174,7 +174,10 @@ pub enum Error {
     },
 
     #[error("{action} failed: {failure}")]
-    Database { action: String, failure: Failure },
+    Database {
+        action: String,
+        failure: Box<Failure>,
+    },
 
     #[error("migration {version} failed in {file}{statement}: {failure}. Nothing of a transactional migration stays; fix the file and run again",
         statement = statement.map(|n| format!(" (statement {n})")).unwrap_or_default())]
@@ -183,7 +186,7 @@ pub enum Error {
         file: String,
         /// For no-transaction migrations: the 1-based statement that failed.
         statement: Option<usize>,
-        failure: Failure,
+        failure: Box<Failure>,
     },
 
     #[error(

@@ -167,7 +167,7 @@ impl<'s> Migrator<'s> {
                             (0..row.len()).map(|i| row.get(i)).collect();
                         let record = table.parse_row(&columns).ok_or_else(|| Error::Database {
                             action: "reading the history table".into(),
-                            failure: super::error::Failure {
+                            failure: Box::new(super::error::Failure {
                                 code: String::new(),
                                 message: format!(
                                     "{}.{} has a row this version of schemaop cannot read (version {:?}); \
@@ -180,7 +180,7 @@ impl<'s> Migrator<'s> {
                                 hint: None,
                                 line: None,
                                 column: None,
-                            },
+                            }),
                         })?;
                         records.push(record);
                     }
@@ -645,7 +645,7 @@ impl<'s> Migrator<'s> {
             version: step.migration().version,
             file: script.file.clone(),
             statement,
-            failure: failure(error, position),
+            failure: Box::new(failure(error, position)),
         }
     }
 

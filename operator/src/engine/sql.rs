@@ -57,7 +57,7 @@ fn first_code_offset(text: &str) -> Option<usize> {
     let mut i = 0;
     while i < bytes.len() {
         let next = skip_token(text, i);
-        let is_comment = bytes[i] == b'-' && next > i + 1 || bytes[i] == b'/' && next > i + 1;
+        let is_comment = (bytes[i] == b'-' || bytes[i] == b'/') && next > i + 1;
         if !bytes[i].is_ascii_whitespace() && !is_comment {
             return Some(i);
         }
