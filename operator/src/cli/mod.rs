@@ -261,8 +261,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     if let Command::New(args) = &cli.command {
-        let source = MigrationSource::from_dir(&global.dir)?;
-        let files = new::create(&global.dir, &source, args)?;
+        let files = new::create(&global.dir, args)?;
         reporter.created(&files);
         return Ok(exit::OK);
     }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::CliError;
-use crate::engine::{MigrationSource, Version};
+use crate::engine::source::version_of_file;
+use crate::engine::{Error, Version};
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
@@ -28,18 +29,15 @@ pub struct NewArgs {
 /// Timestamps have 14 digits; anything shorter is a sequence.
 const TIMESTAMP_DIGITS: usize = 14;
 
-pub fn create(
-    dir: &Path,
-    source: &MigrationSource,
-    args: &NewArgs,
-) -> Result<Vec<PathBuf>, CliError> {
+pub fn create(dir: &Path, args: &NewArgs) -> Result<Vec<PathBuf>, CliError> {
     let description = slug(&args.name).ok_or_else(|| {
         CliError::Usage(format!(
             "{:?} has no letters or digits to name a file with; give the migration a name such as \"add users\"",
             args.name
         ))
     })?;
-    let (version, width) = next_version(source, args.sequential, jiff::Timestamp::now());
+    let existing = existing_versions(dir)?;
+    let (version, width) = next_version(&existing, args.sequential, jiff::Timestamp::now());
     let stem = format!("{:0width$}_{description}", version.0);
     let header = if args.no_transaction {
         "-- schemaop:no-transaction\n"
@@ -47,20 +45,11 @@ pub fn create(
         ""
     };
     let files: Vec<(PathBuf, String)> = if args.irreversible {
-        vec![(
-            dir.join(format!("{stem}.sql")),
-            format!("{header}-- {}\n", args.name),
-        )]
+        vec![(dir.join(format!("{stem}.sql")), format!("{header}-- {}\n", args.name))]
     } else {
         vec![
-            (
-                dir.join(format!("{stem}.up.sql")),
-                format!("{header}-- {}\n", args.name),
-            ),
-            (
-                dir.join(format!("{stem}.down.sql")),
-                format!("{header}-- Revert: {}\n", args.name),
-            ),
+            (dir.join(format!("{stem}.up.sql")), format!("{header}-- {}\n", args.name)),
+            (dir.join(format!("{stem}.down.sql")), format!("{header}-- Revert: {}\n", args.name)),
         ]
     };
     std::fs::create_dir_all(dir).map_err(|source| CliError::Write {
@@ -76,19 +65,26 @@ pub fn create(
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
 
-/// The next version, and how many digits to pad it to.
-fn next_version(
-    source: &MigrationSource,
-    sequential: bool,
-    now: jiff::Timestamp,
-) -> (Version, usize) {
-    let latest = source.latest();
-    let width = source
-        .migrations()
-        .last()
-        .map(|m| m.up.file.split('_').next().map_or(1, str::len))
-        .unwrap_or(if sequential { 4 } else { TIMESTAMP_DIGITS });
+/// The versions of the folder's files, from their names only: the files
+/// `new` just made hold no SQL yet, which the full loader rightly refuses.
+fn existing_versions(dir: &Path) -> Result<Vec<(Version, usize)>, CliError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::ReadSource { path: dir.to_path_buf(), source }.into()),
+    };
+    Ok(entries
+        .filter_map(|entry| version_of_file(&entry.ok()?.file_name().to_string_lossy()))
+        .collect())
+}
+
+/// The next version, and how many digits to pad it to, given the existing
+/// versions and the digits each file name spells it with.
+fn next_version(existing: &[(Version, usize)], sequential: bool, now: jiff::Timestamp) -> (Version, usize) {
+    let latest = existing.iter().max().copied();
+    let width = latest.map_or(if sequential { 4 } else { TIMESTAMP_DIGITS }, |(_, digits)| digits);
     let follows_sequence = sequential || (latest.is_some() && width < TIMESTAMP_DIGITS);
+    let latest = latest.map(|(v, _)| v);
     if follows_sequence {
         return (Version(latest.map_or(1, |v| v.0 + 1)), width);
     }
@@ -121,8 +117,8 @@ fn slug(name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn source(files: &[&str]) -> MigrationSource {
-        MigrationSource::from_files(files.iter().map(|f| (*f, "SELECT 1;"))).unwrap()
+    fn source(files: &[&str]) -> Vec<(Version, usize)> {
+        files.iter().filter_map(|f| version_of_file(f)).collect()
     }
 
     fn at(text: &str) -> jiff::Timestamp {
@@ -142,7 +138,7 @@ mod tests {
     fn uses_a_utc_timestamp_in_a_timestamped_or_empty_folder() {
         let now = at("2026-11-21T09:30:00Z");
         assert_eq!(
-            next_version(&MigrationSource::default(), false, now),
+            next_version(&[], false, now),
             (Version(20261121093000), 14)
         );
         let s = source(&["20261101000000_a.sql"]);
@@ -162,7 +158,7 @@ mod tests {
     fn sequential_flag_starts_at_one() {
         assert_eq!(
             next_version(
-                &MigrationSource::default(),
+                &[],
                 true,
                 at("2026-11-21T09:30:00Z")
             ),

@@ -1,5 +1,6 @@
 //! What the CLI prints: tables and a progress bar for people, one JSON
-//! document for scripts. Results go to stdout, progress and errors to stderr.
+//! document for scripts. Results go to stdout, progress to stderr; errors
+//! go to stderr for people and, as JSON, to stdout for scripts.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -82,6 +83,7 @@ impl Reporter {
                 total,
                 step,
                 duration,
+                ..
             } => {
                 let verb = if step.is_revert() {
                     "reverted"

@@ -202,11 +202,27 @@ impl HistoryTable {
         i64::from_be_bytes(key)
     }
 
-    /// Creates both tables, in a transaction of their own.
-    pub fn create_script(&self) -> String {
+    /// Whether the history's schema exists, as one row with `t` or `f`.
+    pub fn schema_exists_sql(&self) -> String {
+        format!(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = {})",
+            quote_literal(&self.schema)
+        )
+    }
+
+    /// Creates both tables, in a transaction of their own. The schema is
+    /// created only when asked: PostgreSQL checks the database's CREATE
+    /// privilege even for `CREATE SCHEMA IF NOT EXISTS` on an existing
+    /// schema, which a least-privilege application role does not have.
+    pub fn create_script(&self, create_schema: bool) -> String {
+        let schema = if create_schema {
+            format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(&self.schema))
+        } else {
+            String::new()
+        };
         format!(
             "BEGIN;\n\
-             CREATE SCHEMA IF NOT EXISTS {schema};\n\
+             {schema}\
              CREATE TABLE IF NOT EXISTS {state} (\n  \
                version bigint PRIMARY KEY CHECK (version > 0),\n  \
                description text NOT NULL,\n  \
@@ -229,7 +245,6 @@ impl HistoryTable {
                detail text\n\
              );\n\
              COMMIT;\n",
-            schema = quote_ident(&self.schema),
             state = self.state(),
             audit = self.audit(),
         )
@@ -407,7 +422,7 @@ mod tests {
     #[test]
     fn quotes_every_identifier() {
         let odd = HistoryTable::new("my \"schema\"", "t; DROP TABLE x");
-        let script = odd.create_script();
+        let script = odd.create_script(true);
         assert!(
             script.contains("\"my \"\"schema\"\"\".\"t; DROP TABLE x\""),
             "{script}"

@@ -66,11 +66,13 @@ pub enum Event<'a> {
         total: usize,
         step: Step<'a>,
     },
+    /// Step `index` committed; the database is now at `now_at`.
     StepFinished {
         index: usize,
         total: usize,
         step: Step<'a>,
         duration: Duration,
+        now_at: Option<Version>,
     },
     /// A statement waited longer than `lock_timeout`; the step runs again after `delay`.
     Retrying {
@@ -215,14 +217,20 @@ impl<'s> Migrator<'s> {
         let session = self.connect().await?;
         let history = self.history(&session).await?;
         let options = self.plan_options(direction);
-        if let Ok(plan) = plan::plan(self.source, &history, target, options)
-            && plan.is_up_to_date()
-        {
-            return Ok(RunReport {
-                from: plan.current,
-                to: plan.current,
-                steps: Vec::new(),
-            });
+        match plan::plan(self.source, &history, target, options) {
+            Ok(plan) if plan.is_up_to_date() => {
+                return Ok(RunReport {
+                    from: plan.current,
+                    to: plan.current,
+                    steps: Vec::new(),
+                });
+            }
+            Ok(_) => {}
+            // Only the runner that holds the lock can tell an interrupted
+            // migration from one that another runner is running right now.
+            Err(Error::Blocked { .. }) => {}
+            // Refuse before writing anything, history tables included.
+            Err(error) => return Err(error),
         }
 
         let key = self.lock_key();
@@ -245,12 +253,6 @@ impl<'s> Migrator<'s> {
             let index = i + 1;
             observer(Event::StepStarted { index, total, step });
             let duration = self.run_step(&session, step, observer).await?;
-            observer(Event::StepFinished {
-                index,
-                total,
-                step,
-                duration,
-            });
             let m = step.migration();
             report.to = match step {
                 Step::Apply(_) => Some(m.version),
@@ -261,6 +263,13 @@ impl<'s> Migrator<'s> {
                     .filter(|v| *v < m.version)
                     .max(),
             };
+            observer(Event::StepFinished {
+                index,
+                total,
+                step,
+                duration,
+                now_at: report.to,
+            });
             report.steps.push(StepReport {
                 version: m.version,
                 description: m.description.clone(),
@@ -289,7 +298,8 @@ impl<'s> Migrator<'s> {
             ));
             if !history.exists {
                 out.push_str("-- Creates the history tables.\n");
-                out.push_str(&self.options.history.create_script());
+                let create_schema = !self.schema_exists(&session).await?;
+                out.push_str(&self.options.history.create_script(create_schema));
             }
         }
         for (i, step) in plan.steps.iter().enumerate() {
@@ -450,16 +460,21 @@ impl<'s> Migrator<'s> {
     }
 
     async fn create_tables(&self, session: &Session) -> Result<()> {
-        let result = session
-            .execute(
-                &self.options.history.create_script(),
-                "creating the history tables",
-            )
-            .await;
+        let script = self.options.history.create_script(!self.schema_exists(session).await?);
+        let result = session.execute(&script, "creating the history tables").await;
         if result.is_err() {
             let _ = session.client.batch_execute("ROLLBACK").await;
         }
         result
+    }
+
+    async fn schema_exists(&self, session: &Session) -> Result<bool> {
+        let rows = session
+            .client
+            .simple_query(&self.options.history.schema_exists_sql())
+            .await
+            .map_err(|e| database_error("looking up the history schema", &e))?;
+        Ok(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
     }
 
     fn step_script(&self, step: Step<'s>) -> StepScript<'s> {

@@ -139,6 +139,13 @@ impl MigrationSource {
     }
 }
 
+/// The version of a migration file and how many digits its name spells it
+/// with, from the name alone; `None` for a name that is not a migration's.
+pub fn version_of_file(file: &str) -> Option<(Version, usize)> {
+    let name = parse_file_name(file)?;
+    Some((name.version, file.find('_').unwrap_or(0)))
+}
+
 fn parse_file_name(file: &str) -> Option<FileName<'_>> {
     let (stem, direction) = if let Some(stem) = file.strip_suffix(".up.sql") {
         (stem, Direction::Up)

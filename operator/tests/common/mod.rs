@@ -187,10 +187,15 @@ pub fn source(files: &[(&str, &str)]) -> MigrationSource {
 /// The test server's URL for `database`, logged in as `user` with `password`.
 pub fn url_as(user: &str, password: &str, database: &str) -> String {
     let admin = admin_url();
-    let (scheme, rest) = admin.split_once("://").expect("SCHEMAOP_TEST_ADMIN_URL is a URL");
+    let (scheme, rest) = admin
+        .split_once("://")
+        .expect("SCHEMAOP_TEST_ADMIN_URL is a URL");
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let server = authority.rsplit_once('@').map_or(authority, |(_, s)| s);
-    let query = path.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = path
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{scheme}://{user}:{password}@{server}/{database}{query}")
 }
 
@@ -210,7 +215,10 @@ impl TestRole {
         );
         let admin = connect(&admin_url()).await;
         admin
-            .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+            // Membership lets the admin role read what the test role creates.
+            .batch_execute(&format!(
+                "CREATE ROLE {name} LOGIN PASSWORD '{password}'; GRANT {name} TO CURRENT_USER;"
+            ))
             .await
             .unwrap_or_else(|e| panic!("cannot create a test role: {e}"));
         TestRole {
@@ -243,13 +251,19 @@ impl Drop for TestRole {
     fn drop(&mut self) {
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async {
-                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                {
                     tokio::spawn(connection);
-                    let _ = client.batch_execute(&format!("DROP ROLE IF EXISTS {name}")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
+                        .await;
                 }
             });
         })

@@ -1,0 +1,1150 @@
+//! The `schemaop` binary, run as a child process against a real PostgreSQL,
+//! one throwaway database per test.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{TestDb, TestRole, migrations_dir, url_as};
+use schemaop::cli::exit;
+use schemaop::engine::HistoryTable;
+use serde_json::Value;
+use tokio::process::Command;
+
+/// A password no output may ever show.
+const SECRET: &str = "s3cr3t-PASSWORD-xyz";
+
+/// A guard against hangs, not a measure of speed.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+// --- running the binary ---------------------------------------------------
+
+/// `schemaop` pointed at a database (or none) and a folder of migrations.
+struct Schemaop {
+    url: Option<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Schemaop {
+    fn new(url: &str, dir: &Path) -> Self {
+        Schemaop {
+            url: Some(url.to_string()),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn without_database(dir: &Path) -> Self {
+        Schemaop {
+            url: None,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_schemaop"));
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .arg("--dir")
+            .arg(&self.dir);
+        if let Some(url) = &self.url {
+            command.arg("--database-url").arg(url);
+        }
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Outcome {
+        run(self.command(args)).await
+    }
+}
+
+async fn run(mut command: Command) -> Outcome {
+    let output = tokio::time::timeout(HANG_GUARD, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{command:?} did not finish within {HANG_GUARD:?}"))
+        .expect("the schemaop binary runs");
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// What one run of the binary left: its exit code and everything it printed.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    /// Panics, showing everything printed, unless the run exited with `code`.
+    #[track_caller]
+    fn expect(self, code: u8) -> Self {
+        assert_eq!(
+            self.code,
+            Some(i32::from(code)),
+            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    fn assert_never_shows(&self, secret: &str) {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "{secret:?} was printed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+// --- reading the database -------------------------------------------------
+
+/// The first column of every row, as text.
+async fn column(db: &TestDb, sql: &str) -> Vec<String> {
+    let client = db.client().await;
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| match e.as_db_error() {
+            Some(db) => panic!("{sql}: {}", db.message()),
+            None => panic!("{sql}: {e}"),
+        });
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some(row.get(0).unwrap_or("NULL").to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The state table as `version state` lines, oldest first.
+async fn history(db: &TestDb) -> Vec<String> {
+    column(
+        db,
+        "SELECT version || ' ' || state FROM public.schemaop_migrations ORDER BY version",
+    )
+    .await
+}
+
+/// The audit log as `version action outcome` lines, by version, then in order.
+async fn audit(db: &TestDb) -> Vec<String> {
+    column(
+        db,
+        "SELECT coalesce(version::text, '-') || ' ' || action || ' ' || outcome \
+         FROM public.schemaop_migrations_audit ORDER BY version, id",
+    )
+    .await
+}
+
+async fn history_table_exists(db: &TestDb) -> bool {
+    db.scalar("SELECT to_regclass('public.schemaop_migrations') IS NOT NULL")
+        .await
+        .as_deref()
+        == Some("t")
+}
+
+async fn table_exists(db: &TestDb, table: &str) -> bool {
+    db.scalar(&format!("SELECT to_regclass('public.{table}') IS NOT NULL"))
+        .await
+        .as_deref()
+        == Some("t")
+}
+
+/// Tables, indexes, sequences and views outside the system schemas.
+async fn relation_count(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+    )
+    .await
+}
+
+/// Polls `check` until it holds; panics after `limit`.
+async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "gave up after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three reversible migrations: users, orders, invoices.
+fn three_tables() -> tempfile::TempDir {
+    migrations_dir(&[
+        (
+            "0001_create_users.up.sql",
+            "CREATE TABLE users (id int PRIMARY KEY);",
+        ),
+        ("0001_create_users.down.sql", "DROP TABLE users;"),
+        (
+            "0002_create_orders.up.sql",
+            "CREATE TABLE orders (id int PRIMARY KEY, user_id int REFERENCES users);",
+        ),
+        ("0002_create_orders.down.sql", "DROP TABLE orders;"),
+        (
+            "0003_create_invoices.up.sql",
+            "CREATE TABLE invoices (id int PRIMARY KEY, order_id int REFERENCES orders);",
+        ),
+        ("0003_create_invoices.down.sql", "DROP TABLE invoices;"),
+    ])
+}
+
+// --- many runners, one database -------------------------------------------
+
+#[tokio::test]
+async fn eight_concurrent_runners_apply_each_migration_exactly_once() {
+    // Five migrations, three of them slow, one outside a transaction, and
+    // each of them would fail if it ran a second time.
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        (
+            "0001_create_items.sql",
+            "CREATE TABLE items (id int PRIMARY KEY, name text);\n\
+             CREATE TABLE counter (id int PRIMARY KEY);\n\
+             SELECT pg_sleep(0.3);",
+        ),
+        (
+            "0002_count_once.sql",
+            "INSERT INTO counter VALUES (1);\nSELECT pg_sleep(0.3);",
+        ),
+        (
+            "0003_index_item_names.sql",
+            "-- schemaop:no-transaction\nCREATE INDEX CONCURRENTLY items_name_idx ON items (name);",
+        ),
+        (
+            "0004_add_created_at.sql",
+            "ALTER TABLE items ADD COLUMN created_at timestamptz;\nSELECT pg_sleep(0.3);",
+        ),
+        ("0005_create_tags.sql", "CREATE TABLE tags (id int);"),
+    ]);
+    let cli = Schemaop::new(&db.url, dir.path());
+
+    // Eight runners start at once.
+    let runners: Vec<_> = (0..8)
+        .map(|_| {
+            let command = cli.command(&["--output", "json", "upgrade"]);
+            tokio::spawn(run(command))
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for runner in runners {
+        outcomes.push(runner.await.expect("runner task").expect(exit::OK));
+    }
+
+    // Exactly one runner did the work; the others found nothing left to do.
+    let steps: Vec<usize> = outcomes
+        .iter()
+        .map(|o| o.json()["report"]["steps"].as_array().expect("steps").len())
+        .collect();
+    assert_eq!(steps.iter().filter(|n| **n == 5).count(), 1, "{steps:?}");
+    assert_eq!(steps.iter().filter(|n| **n == 0).count(), 7, "{steps:?}");
+    for outcome in &outcomes {
+        assert_eq!(outcome.json()["report"]["to"], 5, "{}", outcome.stdout);
+    }
+
+    assert_eq!(
+        history(&db).await,
+        [
+            "1 applied",
+            "2 applied",
+            "3 applied",
+            "4 applied",
+            "5 applied"
+        ]
+    );
+    assert_eq!(
+        audit(&db).await,
+        [
+            "1 up succeeded",
+            "2 up succeeded",
+            "3 up succeeded",
+            "4 up succeeded",
+            "5 up succeeded"
+        ]
+    );
+    assert_eq!(db.count("SELECT count(*) FROM counter").await, 1);
+    assert_eq!(
+        db.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_name_idx'::regclass")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+}
+
+// --- a runner killed mid-migration ----------------------------------------
+
+#[tokio::test]
+async fn a_runner_killed_mid_migration_leaves_nothing_of_it_and_a_rerun_finishes() {
+    // The second migration creates a table, sleeps, then creates another:
+    // killed in the sleep, the first table must not survive.
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        (
+            "0001_create_accounts.sql",
+            "CREATE TABLE accounts (id int PRIMARY KEY);",
+        ),
+        (
+            "0002_slow_backfill.sql",
+            "CREATE TABLE before_sleep (id int);\nSELECT pg_sleep(5);\nCREATE TABLE after_sleep (id int);",
+        ),
+        ("0003_create_ledger.sql", "CREATE TABLE ledger (id int);"),
+    ]);
+    let cli = Schemaop::new(&db.url, dir.path());
+    let in_migration_sleep = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'schemaop %' \
+         AND wait_event = 'PgSleep' AND query LIKE '%pg_sleep%'";
+    let runner_backends = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'schemaop %'";
+
+    let mut doomed = cli.command(&["upgrade"]);
+    doomed.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut doomed = doomed.spawn().expect("spawn schemaop");
+    wait_until(
+        "the runner sleeps inside migration 2",
+        Duration::from_secs(30),
+        async || {
+            if let Some(status) = doomed.try_wait().expect("child status") {
+                panic!("the runner ended ({status}) before it could be killed");
+            }
+            db.count(in_migration_sleep).await == 1
+        },
+    )
+    .await;
+    doomed.kill().await.expect("SIGKILL the runner");
+
+    // The server notices the dead client and rolls its transaction back
+    // instead of running the migration to the end for nobody.
+    wait_until(
+        "the killed runner's backend is gone",
+        Duration::from_secs(30),
+        async || db.count(runner_backends).await == 0,
+    )
+    .await;
+    assert_eq!(history(&db).await, ["1 applied"]);
+    assert!(table_exists(&db, "accounts").await);
+    assert!(!table_exists(&db, "before_sleep").await);
+    assert!(!table_exists(&db, "after_sleep").await);
+
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+    assert_eq!(
+        audit(&db).await,
+        ["1 up succeeded", "2 up succeeded", "3 up succeeded"]
+    );
+    for table in ["before_sleep", "after_sleep", "ledger"] {
+        assert!(table_exists(&db, table).await, "{table} missing");
+    }
+}
+
+// --- malformed migration folders ------------------------------------------
+
+/// Runs `upgrade` on `dir` and checks it is refused as malformed, naming
+/// every file in `offending`, before anything touches the database.
+async fn assert_malformed(dir: &Path, offending: &[&str]) {
+    let db = TestDb::new().await;
+    let outcome = Schemaop::new(&db.url, dir)
+        .run(&["upgrade"])
+        .await
+        .expect(exit::INVALID_SOURCE);
+    for file in offending {
+        assert!(
+            outcome.stderr.contains(file),
+            "{file} not named in: {}",
+            outcome.stderr
+        );
+    }
+    assert!(!history_table_exists(&db).await);
+    assert_eq!(relation_count(&db).await, 0);
+}
+
+#[tokio::test]
+async fn a_duplicate_version_is_refused_naming_both_files() {
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users ();"),
+        ("1_create_people.sql", "CREATE TABLE people ();"),
+    ]);
+    assert_malformed(
+        dir.path(),
+        &["0001_create_users.sql", "1_create_people.sql"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unparsable_file_name_is_refused() {
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users ();"),
+        ("add_orders.sql", "CREATE TABLE orders ();"),
+    ]);
+    assert_malformed(dir.path(), &["add_orders.sql"]).await;
+}
+
+#[tokio::test]
+async fn a_down_file_without_its_up_file_is_refused() {
+    let dir = migrations_dir(&[
+        ("0001_create_users.up.sql", "CREATE TABLE users ();"),
+        ("0002_create_orders.down.sql", "DROP TABLE orders;"),
+    ]);
+    assert_malformed(dir.path(), &["0002_create_orders.down.sql"]).await;
+}
+
+#[tokio::test]
+async fn an_empty_file_is_refused() {
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users ();"),
+        ("0002_todo.sql", "-- write me\n"),
+    ]);
+    assert_malformed(dir.path(), &["0002_todo.sql"]).await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_utf8_is_refused() {
+    let dir = migrations_dir(&[("0001_create_users.sql", "CREATE TABLE users ();")]);
+    // "CREATE TABLE café ();" saved as Latin-1.
+    std::fs::write(
+        dir.path().join("0002_latin1.sql"),
+        b"CREATE TABLE caf\xe9 ();".as_slice(),
+    )
+    .unwrap();
+    assert_malformed(dir.path(), &["0002_latin1.sql"]).await;
+}
+
+#[tokio::test]
+async fn transaction_control_in_a_transactional_migration_is_refused() {
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users ();"),
+        (
+            "0002_half_committed.sql",
+            "CREATE TABLE orders ();\nCOMMIT;\nCREATE TABLE invoices ();",
+        ),
+    ]);
+    assert_malformed(dir.path(), &["0002_half_committed.sql", "line 2", "COMMIT"]).await;
+}
+
+#[tokio::test]
+async fn a_missing_migrations_folder_is_refused_naming_it() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("no-such-folder");
+    assert_malformed(&missing, &["no-such-folder"]).await;
+}
+
+#[tokio::test]
+async fn a_malformed_folder_is_reported_as_json_for_scripts() {
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[("add_orders.sql", "CREATE TABLE orders ();")]);
+    let outcome = Schemaop::new(&db.url, dir.path())
+        .run(&["--output", "json", "upgrade"])
+        .await
+        .expect(exit::INVALID_SOURCE);
+    let json = outcome.json();
+    assert_eq!(json["error"]["reason"], "InvalidSource");
+    let message = json["error"]["message"].as_str().expect("message");
+    assert!(message.contains("add_orders.sql"), "{message}");
+}
+
+// --- targets, drift, failures ---------------------------------------------
+
+#[tokio::test]
+async fn an_unknown_target_is_refused_naming_it_and_the_known_versions() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+
+    let outcome = Schemaop::new(&db.url, dir.path())
+        .run(&["upgrade", "--to", "999"])
+        .await
+        .expect(exit::REFUSED);
+
+    assert!(outcome.stderr.contains("999"), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("known: 1, 2, 3"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!table_exists(&db, "users").await);
+}
+
+#[tokio::test]
+
+async fn a_refused_run_leaves_a_fresh_database_untouched() {
+    let dir = three_tables();
+    for refused in [&["upgrade", "--to", "999"][..], &["downgrade", "--to", "2"]] {
+        let db = TestDb::new().await;
+
+        Schemaop::new(&db.url, dir.path())
+            .run(refused)
+            .await
+            .expect(exit::REFUSED);
+
+        assert!(!history_table_exists(&db).await, "{refused:?}");
+        assert_eq!(relation_count(&db).await, 0, "{refused:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_refused_until_its_new_text_is_accepted() {
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users (id int);"),
+        (
+            "0002_add_email.sql",
+            "ALTER TABLE users ADD COLUMN email text;",
+        ),
+    ]);
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    // Someone edits a migration that already ran.
+    std::fs::write(
+        dir.path().join("0002_add_email.sql"),
+        "ALTER TABLE users ADD COLUMN email varchar(320);",
+    )
+    .unwrap();
+
+    let refused = cli.run(&["upgrade"]).await.expect(exit::REFUSED);
+    for needle in ["2 (0002_add_email.sql", "repair --accept-checksum"] {
+        assert!(
+            refused.stderr.contains(needle),
+            "{needle} not in: {}",
+            refused.stderr
+        );
+    }
+    let verify = cli.run(&["verify"]).await.expect(exit::REFUSED);
+    assert!(verify.stdout.contains("DRIFTED"), "{}", verify.stdout);
+
+    cli.run(&["repair", "--accept-checksum", "2"])
+        .await
+        .expect(exit::OK);
+    cli.run(&["verify"]).await.expect(exit::OK);
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    // The edit was accepted, not run.
+    assert_eq!(
+        db.scalar(
+            "SELECT data_type FROM information_schema.columns \
+             WHERE table_name = 'users' AND column_name = 'email'"
+        )
+        .await
+        .as_deref(),
+        Some("text")
+    );
+    assert_eq!(
+        audit(&db).await,
+        ["1 up succeeded", "2 up succeeded", "2 repair succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_migration_exits_1_naming_file_and_line_and_leaves_nothing() {
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users (id int);"),
+        (
+            "0002_broken.sql",
+            "CREATE TABLE orders (id int);\nINSERT INTO no_such_table VALUES (1);",
+        ),
+    ]);
+
+    let outcome = Schemaop::new(&db.url, dir.path())
+        .run(&["upgrade"])
+        .await
+        .expect(exit::FAILED);
+
+    for needle in ["0002_broken.sql", "line 2", "no_such_table"] {
+        assert!(
+            outcome.stderr.contains(needle),
+            "{needle} not in: {}",
+            outcome.stderr
+        );
+    }
+    assert_eq!(history(&db).await, ["1 applied"]);
+    assert!(!table_exists(&db, "orders").await);
+    assert_eq!(audit(&db).await, ["1 up succeeded", "2 up failed"]);
+}
+
+#[tokio::test]
+async fn a_lock_held_too_long_exits_6_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    // Another session holds the migration lock of this database.
+    let holder = db.client().await;
+    let key = HistoryTable::default().lock_key(&db.name);
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+
+    let outcome = Schemaop::new(&db.url, dir.path())
+        .run(&["--lock-wait-timeout", "1s", "upgrade"])
+        .await
+        .expect(exit::LOCKED);
+
+    assert!(
+        outcome.stderr.contains("holds the migration lock"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!history_table_exists(&db).await);
+    drop(holder);
+}
+
+// --- credentials and connections ------------------------------------------
+
+#[tokio::test]
+async fn bad_credentials_exit_5_naming_the_user_and_never_the_password() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let user = format!("schemaop_nobody_{}", std::process::id());
+    let url = url_as(&user, SECRET, &db.name);
+    let cli = Schemaop::new(&url, dir.path());
+
+    let human = cli.run(&["upgrade"]).await.expect(exit::UNREACHABLE);
+    assert!(human.stderr.contains(&user), "{}", human.stderr);
+    human.assert_never_shows(SECRET);
+
+    let json = cli
+        .run(&["--output", "json", "upgrade"])
+        .await
+        .expect(exit::UNREACHABLE);
+    json.assert_never_shows(SECRET);
+    let error = &json.json()["error"];
+    assert_eq!(error["reason"], "AuthenticationFailed");
+    assert!(
+        error["message"].as_str().unwrap_or("").contains(&user),
+        "{error}"
+    );
+    assert!(!history_table_exists(&db).await);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_5_naming_it_and_never_the_password() {
+    let dir = three_tables();
+    for url in [
+        format!("postgres://app:{SECRET}@127.0.0.1:1/app"),
+        format!("postgres://app@127.0.0.1:1/app?password={SECRET}"),
+        format!("host=127.0.0.1 port=1 user=app password={SECRET} dbname=app"),
+    ] {
+        let outcome = Schemaop::new(&url, dir.path())
+            .run(&["upgrade"])
+            .await
+            .expect(exit::UNREACHABLE);
+
+        assert!(
+            outcome.stderr.contains("127.0.0.1:1"),
+            "{url}: {}",
+            outcome.stderr
+        );
+        outcome.assert_never_shows(SECRET);
+    }
+}
+
+#[tokio::test]
+
+async fn a_role_that_may_only_create_tables_in_public_can_upgrade() {
+    // The usual least-privilege application role: it may create tables in
+    // `public`, but not schemas in the database.
+    let role = TestRole::new("Pw-app-role-2b8d").await;
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "GRANT USAGE, CREATE ON SCHEMA public TO {}",
+            role.name
+        ))
+        .await
+        .unwrap();
+    common::connect(&role.url(&db))
+        .await
+        .batch_execute("CREATE TABLE probe (); DROP TABLE probe;")
+        .await
+        .expect("the role can create tables in public");
+    let dir = three_tables();
+
+    Schemaop::new(&role.url(&db), dir.path())
+        .run(&["upgrade"])
+        .await
+        .expect(exit::OK);
+
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+}
+
+#[tokio::test]
+async fn an_invalid_url_exits_5_without_echoing_it() {
+    let dir = three_tables();
+    for url in [
+        format!("postgres://app:{SECRET}@127.0.0.1:notaport/app"),
+        format!("postgres://app:{SECRET}@127.0.0.1:5432/app?sslmode={SECRET}"),
+        format!("postgres://app:{SECRET}@127.0.0.1:5432/app?{SECRET}=1"),
+        format!("host=127.0.0.1 port=notaport user=app password={SECRET}"),
+    ] {
+        for output in ["human", "json"] {
+            let outcome = Schemaop::new(&url, dir.path())
+                .run(&["--output", output, "status"])
+                .await
+                .expect(exit::UNREACHABLE);
+            assert!(
+                format!("{}{}", outcome.stdout, outcome.stderr).contains("invalid database URL"),
+                "{url}: {outcome:?}"
+            );
+            outcome.assert_never_shows(SECRET);
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_database_url_exits_5_saying_how_to_give_one() {
+    let dir = three_tables();
+    let outcome = Schemaop::without_database(dir.path())
+        .run(&["status"])
+        .await
+        .expect(exit::UNREACHABLE);
+    assert!(
+        outcome.stderr.contains("DATABASE_URL"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[tokio::test]
+async fn no_verb_ever_prints_the_password() {
+    // A real role whose password is in the URL of every run.
+    let password = "Pw-only-in-the-URL-7f3a";
+    let role = TestRole::new(password).await;
+    let verbs: &[(&[&str], u8)] = &[
+        (&["upgrade"], exit::OK),
+        (&["status"], exit::OK),
+        (&["history"], exit::OK),
+        (&["current"], exit::OK),
+        (&["plan"], exit::OK),
+        (&["verify"], exit::OK),
+        (&["downgrade", "--steps", "1"], exit::OK),
+        (&["plan"], exit::OK),
+        (&["plan", "--sql"], exit::OK),
+        (&["upgrade"], exit::OK),
+        (&["stamp", "latest"], exit::OK),
+        (&["repair", "--accept-checksum", "1"], exit::OK),
+        (&["downgrade", "--to", "base"], exit::OK),
+        (&["--log-level", "trace", "upgrade"], exit::OK),
+        (&["upgrade", "--to", "999"], exit::REFUSED),
+    ];
+    for output in ["human", "json"] {
+        let db = TestDb::new().await;
+        role.grant_all_on(&db).await;
+        let dir = three_tables();
+        let cli = Schemaop::new(&role.url(&db), dir.path());
+        for (verb, code) in verbs {
+            let args: Vec<&str> = ["--output", output].iter().chain(*verb).copied().collect();
+            let outcome = cli.run(&args).await;
+            assert_eq!(
+                outcome.code,
+                Some(i32::from(*code)),
+                "{output} {verb:?}: {outcome:?}"
+            );
+            outcome.assert_never_shows(password);
+        }
+        // The runs really were this role's.
+        assert_eq!(
+            db.scalar("SELECT tableowner FROM pg_tables WHERE tablename = 'schemaop_migrations'")
+                .await,
+            Some(role.name.clone())
+        );
+        assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+    }
+}
+
+#[tokio::test]
+async fn database_url_from_the_environment_is_used_but_never_shown_in_help() {
+    let password = "Pw-env-only-9c1e";
+    let role = TestRole::new(password).await;
+    let db = TestDb::new().await;
+    role.grant_all_on(&db).await;
+    let dir = three_tables();
+    let cli = Schemaop::without_database(dir.path());
+
+    for args in [
+        &["--help"][..],
+        &["upgrade", "--help"],
+        &["status", "--help"],
+    ] {
+        let mut command = cli.command(args);
+        command.env("DATABASE_URL", role.url(&db));
+        let outcome = run(command).await.expect(exit::OK);
+        assert!(
+            outcome.stdout.contains("DATABASE_URL"),
+            "{}",
+            outcome.stdout
+        );
+        outcome.assert_never_shows(password);
+        outcome.assert_never_shows(&db.name);
+    }
+
+    let mut command = cli.command(&["upgrade"]);
+    command.env("DATABASE_URL", role.url(&db));
+    run(command)
+        .await
+        .expect(exit::OK)
+        .assert_never_shows(password);
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+}
+
+// --- output for scripts ---------------------------------------------------
+
+#[tokio::test]
+async fn json_output_parses_and_carries_the_state() {
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users (id int);"),
+        (
+            "0002_index_users.sql",
+            "-- schemaop:no-transaction\nCREATE INDEX CONCURRENTLY users_id_idx ON users (id);",
+        ),
+        ("0003_create_orders.up.sql", "CREATE TABLE orders (id int);"),
+        ("0003_create_orders.down.sql", "DROP TABLE orders;"),
+    ]);
+    let cli = Schemaop::new(&db.url, dir.path());
+    let json = async |args: &[&str]| {
+        let args: Vec<&str> = ["--output", "json"].iter().chain(args).copied().collect();
+        cli.run(&args).await.expect(exit::OK).json()
+    };
+
+    let plan = json(&["plan"]).await;
+    assert_eq!(plan["current"], Value::Null);
+    assert_eq!(plan["target"], 3);
+    assert_eq!(plan["sql"], Value::Null);
+    let steps = plan["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[1]["version"], 2);
+    assert_eq!(steps[1]["file"], "0002_index_users.sql");
+    assert_eq!(steps[1]["transactional"], false);
+    assert_eq!(steps[2]["description"], "create orders");
+    assert_eq!(steps[2]["direction"], "up");
+
+    let upgrade = json(&["upgrade"]).await;
+    assert_eq!(upgrade["report"]["from"], Value::Null);
+    assert_eq!(upgrade["report"]["to"], 3);
+    let versions: Vec<&Value> = upgrade["report"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| &s["version"])
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+    let database = upgrade["database"].as_str().expect("database");
+    assert!(database.ends_with(&format!("/{}", db.name)), "{database}");
+
+    assert_eq!(
+        json(&["current"]).await,
+        serde_json::json!({ "current": 3 })
+    );
+
+    let history = json(&["history"]).await;
+    let records = history["history"].as_array().expect("history");
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["version"], 1);
+    assert_eq!(records[0]["description"], "create users");
+    assert_eq!(records[0]["state"], "applied");
+    assert_eq!(records[0]["checksum"].as_str().map(str::len), Some(64));
+
+    let status = json(&["status"]).await;
+    assert_eq!(status["status"]["current"], 3);
+    assert_eq!(status["status"]["latest"], 3);
+    let states: Vec<&Value> = status["status"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["state"])
+        .collect();
+    assert_eq!(states, ["applied", "applied", "applied"]);
+
+    let plan = json(&["plan"]).await;
+    assert_eq!(plan["current"], 3);
+    assert_eq!(plan["steps"], serde_json::json!([]));
+
+    let verify = json(&["verify"]).await;
+    assert_eq!(verify, serde_json::json!({ "ok": true, "problems": [] }));
+}
+
+// --- plan --sql -----------------------------------------------------------
+
+/// The text between `sql` and the `COMMIT;` that ends its transaction,
+/// checking that `BEGIN;` comes right before it.
+#[track_caller]
+fn rest_of_transaction<'a>(script: &'a str, sql: &str) -> &'a str {
+    let at = script
+        .find(sql)
+        .unwrap_or_else(|| panic!("{sql} not in:\n{script}"));
+    assert!(
+        script[..at].trim_end().ends_with("BEGIN;"),
+        "no BEGIN; right before {sql}:\n{script}"
+    );
+    let rest = &script[at + sql.len()..];
+    let end = rest
+        .find("COMMIT;")
+        .unwrap_or_else(|| panic!("no COMMIT; after {sql}:\n{script}"));
+    &rest[..end]
+}
+
+#[tokio::test]
+async fn plan_sql_prints_each_transaction_and_executes_nothing() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+
+    let outcome = Schemaop::new(&db.url, dir.path())
+        .run(&["plan", "--sql"])
+        .await
+        .expect(exit::OK);
+
+    let script = outcome.stdout;
+    for (version, sql) in [
+        (1, "CREATE TABLE users (id int PRIMARY KEY);"),
+        (
+            3,
+            "CREATE TABLE invoices (id int PRIMARY KEY, order_id int REFERENCES orders);",
+        ),
+    ] {
+        let rest = rest_of_transaction(&script, sql);
+        assert!(
+            rest.contains(r#"INSERT INTO "public"."schemaop_migrations" ("#)
+                && rest.contains(&format!("VALUES ({version}, ")),
+            "no history row for {version} in:\n{rest}"
+        );
+        assert!(
+            rest.contains(r#"INSERT INTO "public"."schemaop_migrations_audit""#),
+            "no audit row for {version} in:\n{rest}"
+        );
+    }
+    assert_eq!(relation_count(&db).await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname NOT IN ('public', 'information_schema')")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn plan_sql_run_by_hand_leaves_the_database_where_upgrade_would() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    let script = cli.run(&["plan", "--sql"]).await.expect(exit::OK).stdout;
+
+    db.client()
+        .await
+        .batch_execute(&script)
+        .await
+        .unwrap_or_else(|e| panic!("the printed script fails ({e}):\n{script}"));
+
+    cli.run(&["verify"]).await.expect(exit::OK);
+    assert_eq!(cli.run(&["current"]).await.expect(exit::OK).stdout, "3\n");
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+    let nothing = cli.run(&["upgrade"]).await.expect(exit::OK);
+    assert!(nothing.stdout.contains("up to date"), "{}", nothing.stdout);
+}
+
+// --- new ------------------------------------------------------------------
+
+/// File names in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn one_sequential_migration() -> tempfile::TempDir {
+    migrations_dir(&[
+        ("0001_a.up.sql", "CREATE TABLE a ();"),
+        ("0001_a.down.sql", "DROP TABLE a;"),
+    ])
+}
+
+#[tokio::test]
+async fn new_creates_the_next_sequential_up_and_down_files() {
+    let dir = one_sequential_migration();
+
+    let outcome = Schemaop::without_database(dir.path())
+        .run(&["new", "Add users!"])
+        .await
+        .expect(exit::OK);
+
+    assert_eq!(
+        files_in(dir.path()),
+        [
+            "0001_a.down.sql",
+            "0001_a.up.sql",
+            "0002_add_users.down.sql",
+            "0002_add_users.up.sql"
+        ]
+    );
+    assert!(
+        outcome.stdout.contains("0002_add_users.up.sql")
+            && outcome.stdout.contains("0002_add_users.down.sql"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[tokio::test]
+async fn new_irreversible_creates_a_single_file() {
+    let dir = one_sequential_migration();
+
+    Schemaop::without_database(dir.path())
+        .run(&["new", "--irreversible", "--no-transaction", "index users"])
+        .await
+        .expect(exit::OK);
+
+    assert_eq!(
+        files_in(dir.path()),
+        ["0001_a.down.sql", "0001_a.up.sql", "0002_index_users.sql"]
+    );
+    let text = std::fs::read_to_string(dir.path().join("0002_index_users.sql")).unwrap();
+    assert!(text.starts_with("-- schemaop:no-transaction\n"), "{text:?}");
+}
+
+#[tokio::test]
+
+async fn new_twice_in_a_row_numbers_the_second_after_the_first() {
+    let dir = one_sequential_migration();
+    let cli = Schemaop::without_database(dir.path());
+
+    cli.run(&["new", "add users"]).await.expect(exit::OK);
+    cli.run(&["new", "add orders"]).await.expect(exit::OK);
+
+    assert_eq!(
+        files_in(dir.path()),
+        [
+            "0001_a.down.sql",
+            "0001_a.up.sql",
+            "0002_add_users.down.sql",
+            "0002_add_users.up.sql",
+            "0003_add_orders.down.sql",
+            "0003_add_orders.up.sql"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn new_with_a_name_without_letters_exits_2_and_creates_nothing() {
+    let dir = one_sequential_migration();
+
+    let outcome = Schemaop::without_database(dir.path())
+        .run(&["new", "!!! ---"])
+        .await
+        .expect(exit::USAGE);
+
+    assert!(outcome.stderr.contains("!!! ---"), "{}", outcome.stderr);
+    assert_eq!(files_in(dir.path()), ["0001_a.down.sql", "0001_a.up.sql"]);
+}
+
+// --- downgrade and stamp --------------------------------------------------
+
+#[tokio::test]
+async fn downgrade_one_step_goes_back_to_the_previous_version() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    cli.run(&["downgrade", "--steps", "1"])
+        .await
+        .expect(exit::OK);
+
+    assert_eq!(cli.run(&["current"]).await.expect(exit::OK).stdout, "2\n");
+    assert!(!table_exists(&db, "invoices").await);
+    assert!(table_exists(&db, "orders").await);
+    assert_eq!(history(&db).await, ["1 applied", "2 applied"]);
+    assert_eq!(
+        audit(&db).await,
+        [
+            "1 up succeeded",
+            "2 up succeeded",
+            "3 up succeeded",
+            "3 down succeeded"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn downgrade_past_a_migration_without_a_down_file_exits_4_naming_it() {
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        ("0001_create_users.up.sql", "CREATE TABLE users (id int);"),
+        ("0001_create_users.down.sql", "DROP TABLE users;"),
+        (
+            "0002_backfill_users.sql",
+            "INSERT INTO users VALUES (1), (2);",
+        ),
+    ]);
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    let outcome = cli
+        .run(&["downgrade", "--steps", "1"])
+        .await
+        .expect(exit::REFUSED);
+
+    assert!(
+        outcome.stderr.contains("0002_backfill_users.sql"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(cli.run(&["current"]).await.expect(exit::OK).stdout, "2\n");
+    assert_eq!(db.count("SELECT count(*) FROM users").await, 2);
+}
+
+#[tokio::test]
+async fn stamp_adopts_an_existing_schema_and_upgrade_runs_only_the_rest() {
+    // The first two tables were made by hand before schemaop came along;
+    // their migrations would fail if they ran.
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE users (id int PRIMARY KEY);\n\
+             CREATE TABLE orders (id int PRIMARY KEY, user_id int REFERENCES users);",
+        )
+        .await
+        .unwrap();
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+
+    cli.run(&["stamp", "2"]).await.expect(exit::OK);
+
+    assert_eq!(history(&db).await, ["1 applied", "2 applied"]);
+    assert_eq!(audit(&db).await, ["2 stamp succeeded"]);
+    assert!(!table_exists(&db, "invoices").await);
+
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+    assert_eq!(audit(&db).await, ["2 stamp succeeded", "3 up succeeded"]);
+    assert!(table_exists(&db, "invoices").await);
+}
