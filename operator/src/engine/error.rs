@@ -243,14 +243,19 @@ impl Error {
 
     /// True for failures a person must fix: retrying without a change cannot help.
     pub fn needs_a_person(&self) -> bool {
-        !matches!(
-            self,
+        match self {
             Error::Unreachable { .. }
-                | Error::ConnectionLost { .. }
-                | Error::LockTimeout { .. }
-                | Error::LockWaitTimeout { .. }
-                | Error::Database { .. }
-        )
+            | Error::ConnectionLost { .. }
+            | Error::LockTimeout { .. }
+            | Error::LockWaitTimeout { .. }
+            | Error::Database { .. } => false,
+            // Deadlocks and serialization failures (class 40) and a server
+            // shutting down or starting up (57P01-57P03) pass by themselves.
+            Error::MigrationFailed { failure, .. } => {
+                !(failure.code.starts_with("40") || matches!(failure.code.as_str(), "57P01" | "57P02" | "57P03"))
+            }
+            _ => true,
+        }
     }
 }
 
@@ -273,4 +278,35 @@ fn describe_drift(drift: &[Drift]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(code: &str) -> Error {
+        Error::MigrationFailed {
+            version: Version(1),
+            file: "1_a.sql".into(),
+            statement: None,
+            failure: Box::new(Failure {
+                code: code.into(),
+                message: "m".into(),
+                detail: None,
+                hint: None,
+                line: None,
+                column: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn transient_database_failures_are_retried_and_mistakes_are_not() {
+        assert!(!failed("40P01").needs_a_person(), "a deadlock passes by itself");
+        assert!(!failed("40001").needs_a_person(), "so does a serialization failure");
+        assert!(!failed("57P01").needs_a_person(), "and a server restart");
+        assert!(failed("42P07").needs_a_person(), "a table that already exists does not");
+        assert!(Error::EmptyFile { file: "1_a.sql".into() }.needs_a_person());
+        assert!(!Error::Unreachable { target: "t".into(), reason: "r".into() }.needs_a_person());
+    }
 }
