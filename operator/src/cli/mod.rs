@@ -245,6 +245,7 @@ pub fn exit_code(error: &Error) -> u8 {
         | Error::Blocked { .. }
         | Error::NotInHistory { .. } => exit::REFUSED,
         Error::InvalidUrl { .. }
+        | Error::InvalidTls { .. }
         | Error::Unreachable { .. }
         | Error::AuthenticationFailed { .. } => exit::UNREACHABLE,
         Error::LockTimeout { .. } | Error::LockWaitTimeout { .. } => exit::LOCKED,

@@ -6,14 +6,17 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use super::error::{Error, Failure, Result};
+use super::tls::{GIVEN_ROOTS, OpenError, Tls, TlsMode, TlsParams, TlsSettings};
 
 /// A database to connect to, parsed from a URL or built field by field.
+/// Cheap to clone: the TLS configuration is shared.
 #[derive(Clone)]
 pub struct Database {
     config: Config,
+    tls: Tls,
 }
 
 /// Session settings for migration sessions.
@@ -49,24 +52,77 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Parses a `postgres://` URL or a `key=value` connection string. The
-    /// error never repeats the input, which may hold a password.
+    /// Parses a `postgres://` URL or a `key=value` connection string, with
+    /// libpq's `sslmode` (all five) and `sslrootcert`, whose file it reads.
+    /// The error never repeats the input, which may hold a password.
     pub fn from_url(url: &str) -> Result<Self> {
-        let config: Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| Error::InvalidUrl {
-                reason: redact_parse_error(&e.to_string()),
-            })?;
+        // tokio-postgres's parser refuses verify-ca, verify-full and
+        // sslrootcert: take them out and handle them here.
+        let params = TlsParams::strip(url);
+        let config: Config =
+            params
+                .rest
+                .parse()
+                .map_err(|e: tokio_postgres::Error| Error::InvalidUrl {
+                    reason: redact_parse_error(&e.to_string()),
+                })?;
         if config.get_hosts().is_empty() {
-            return Err(Error::InvalidUrl {
-                reason: "no host given".into(),
-            });
+            return Err(no_host());
         }
-        Ok(Database { config })
+        let tls = Tls::new(&params.settings()?, &params.root_origin())?;
+        Ok(Database { config, tls })
     }
 
+    /// A database given field by field, as a custom resource gives it. A
+    /// `host` starting with `/` is the directory of a Unix socket.
+    pub fn from_parts(
+        host: &str,
+        port: u16,
+        dbname: &str,
+        user: &str,
+        password: Option<&str>,
+        tls: TlsSettings,
+    ) -> Result<Self> {
+        if host.is_empty() {
+            return Err(no_host());
+        }
+        let mut config = Config::new();
+        config.host(host).port(port).dbname(dbname).user(user);
+        if let Some(password) = password {
+            config.password(password);
+        }
+        Ok(Database {
+            config,
+            tls: Tls::new(&tls, GIVEN_ROOTS)?,
+        })
+    }
+
+    /// Only tokio-postgres's own modes (disable, prefer, require) can be set
+    /// on a `Config`; use `with_tls` for the others.
     pub fn from_config(config: Config) -> Self {
-        Database { config }
+        let tls = Tls::for_driver_mode(config.get_ssl_mode());
+        Database { config, tls }
+    }
+
+    /// The same database with other TLS settings. Fails if the root
+    /// certificates are not PEM certificates.
+    pub fn with_tls(self, tls: TlsSettings) -> Result<Self> {
+        Ok(Database {
+            tls: Tls::new(&tls, GIVEN_ROOTS)?,
+            config: self.config,
+        })
+    }
+
+    /// The same database and mode, checking the server's certificate against
+    /// these PEM root certificates: for a URL whose CA comes from elsewhere,
+    /// such as a Secret.
+    pub fn with_root_certificates(self, pem: impl Into<Vec<u8>>) -> Result<Self> {
+        let tls = TlsSettings::new(self.tls.mode()).with_root_certificates(pem);
+        self.with_tls(tls)
+    }
+
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.mode()
     }
 
     pub fn user(&self) -> &str {
@@ -78,7 +134,8 @@ impl Database {
         self.config.get_dbname().unwrap_or_else(|| self.user())
     }
 
-    /// `postgres://user@host:port/database`, safe to print.
+    /// `postgres://user@host:port/database`, with `?sslmode=` when it is not
+    /// the default, safe to print.
     pub fn redacted(&self) -> String {
         let hosts: Vec<String> = self
             .config
@@ -99,8 +156,12 @@ impl Database {
                 }
             })
             .collect();
+        let mode = match self.tls.mode() {
+            TlsMode::Prefer => String::new(),
+            mode => format!("?sslmode={mode}"),
+        };
         format!(
-            "postgres://{}@{}/{}",
+            "postgres://{}@{}/{}{mode}",
             self.user(),
             hosts.join(","),
             self.name()
@@ -109,6 +170,15 @@ impl Database {
 
     /// Opens one dedicated connection with the migration session settings.
     pub async fn connect(&self, settings: &SessionSettings) -> Result<Session> {
+        let (client, driver) = self
+            .tls
+            .open(self.session_config(settings))
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        Ok(Session { client, driver })
+    }
+
+    fn session_config(&self, settings: &SessionSettings) -> Config {
         let mut config = self.config.clone();
         let mut options = config.get_options().map(str::to_string).unwrap_or_default();
         // Startup options cost no round trip, unlike SET.
@@ -124,19 +194,15 @@ impl Database {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.connect_timeout);
         }
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.connect_error(e))?;
-        let driver = tokio::spawn(async move {
-            // The error, if any, surfaces on the client's next call.
-            let _ = connection.await;
-        });
-        Ok(Session { client, driver })
+        config
     }
 
-    fn connect_error(&self, error: tokio_postgres::Error) -> Error {
+    fn connect_error(&self, error: OpenError) -> Error {
         let target = self.redacted();
+        let error = match error {
+            OpenError::Tls(reason) => return Error::Unreachable { target, reason },
+            OpenError::Driver(error) => error,
+        };
         match error.as_db_error() {
             Some(db)
                 if matches!(
@@ -242,7 +308,7 @@ pub fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
 
 /// The driver's text for I/O errors, with the source chain, which holds
 /// "connection refused" and the like but never the connection string.
-fn describe_io_error(error: &tokio_postgres::Error) -> String {
+pub(super) fn describe_io_error(error: &tokio_postgres::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(s) = source {
@@ -251,6 +317,12 @@ fn describe_io_error(error: &tokio_postgres::Error) -> String {
         source = s.source();
     }
     text
+}
+
+fn no_host() -> Error {
+    Error::InvalidUrl {
+        reason: "no host given".into(),
+    }
 }
 
 /// Parse errors may quote part of the input; keep only the kind of problem.
@@ -298,5 +370,83 @@ mod tests {
             assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err}");
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn libpq_tls_settings_are_read_from_both_forms() {
+        for (url, mode) in [
+            (
+                "postgres://app@db/orders?sslmode=verify-full",
+                TlsMode::VerifyFull,
+            ),
+            (
+                "postgres://app@db/orders?sslmode=verify-ca",
+                TlsMode::VerifyCa,
+            ),
+            ("host=db user=app sslmode=verify-full", TlsMode::VerifyFull),
+            ("host=db user=app sslmode=disable", TlsMode::Disable),
+            ("postgres://app@db/orders", TlsMode::Prefer),
+        ] {
+            let db = Database::from_url(url).unwrap();
+            assert_eq!(db.tls_mode(), mode, "{url}");
+        }
+    }
+
+    #[test]
+    fn redacted_shows_a_mode_that_is_not_the_default() {
+        let db =
+            Database::from_url("postgres://app:hunter2@db/orders?sslmode=verify-full").unwrap();
+        assert_eq!(
+            db.redacted(),
+            "postgres://app@db:5432/orders?sslmode=verify-full"
+        );
+        let db = Database::from_url("postgres://app@db/orders?sslmode=prefer").unwrap();
+        assert_eq!(db.redacted(), "postgres://app@db:5432/orders");
+    }
+
+    #[test]
+    fn from_config_keeps_the_drivers_mode() {
+        let config: Config = "host=db user=app sslmode=require".parse().unwrap();
+        assert_eq!(Database::from_config(config).tls_mode(), TlsMode::Require);
+    }
+
+    #[test]
+    fn from_parts_builds_the_same_database_as_a_url() {
+        let db = Database::from_parts(
+            "db.example",
+            6543,
+            "orders",
+            "app",
+            Some("hunter2"),
+            TlsSettings::new(TlsMode::Require),
+        )
+        .unwrap();
+        assert_eq!(
+            db.redacted(),
+            "postgres://app@db.example:6543/orders?sslmode=require"
+        );
+        assert!(!format!("{db:?}").contains("hunter2"));
+        let no_host = Database::from_parts("", 5432, "x", "app", None, TlsSettings::default());
+        assert!(matches!(no_host, Err(Error::InvalidUrl { .. })));
+    }
+
+    #[test]
+    fn a_database_and_its_connect_future_can_cross_threads() {
+        // The operator connects from spawned tasks.
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        fn assert_send<T: Send>(_: &T) {}
+        let db = Database::from_url("postgres://app@db/orders?sslmode=verify-full").unwrap();
+        assert_send_sync(&db);
+        let settings = SessionSettings::default();
+        assert_send(&db.connect(&settings));
+    }
+
+    #[test]
+    fn root_certificates_keep_the_mode_and_must_be_pem() {
+        let db =
+            Database::from_url("postgres://app:hunter2@db/orders?sslmode=verify-full").unwrap();
+        let err = db.with_root_certificates(&b"hunter2"[..]).unwrap_err();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
+        assert!(err.to_string().contains("PEM"), "{err}");
     }
 }

@@ -159,6 +159,9 @@ pub enum Error {
     )]
     InvalidUrl { reason: String },
 
+    #[error("invalid TLS settings: {reason}")]
+    InvalidTls { reason: String },
+
     #[error(
         "cannot reach the database at {target}: {reason}; check the host, port and network, and that PostgreSQL is running"
     )]
@@ -232,6 +235,7 @@ impl Error {
             Error::Blocked { .. } => "MigrationBlocked",
             Error::NotInHistory { .. } => "NotInHistory",
             Error::InvalidUrl { .. } => "InvalidDatabaseUrl",
+            Error::InvalidTls { .. } => "InvalidTlsSettings",
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => "DatabaseUnreachable",
             Error::AuthenticationFailed { .. } => "AuthenticationFailed",
             Error::Database { .. } => "DatabaseError",

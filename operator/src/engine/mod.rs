@@ -12,6 +12,7 @@ pub mod plan;
 pub mod source;
 pub mod sql;
 pub mod status;
+pub mod tls;
 
 pub use connection::{Database, SessionSettings};
 pub use error::{Error, Result};
