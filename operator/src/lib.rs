@@ -3,8 +3,16 @@
 //! - [`engine`] loads, plans and applies migrations; it knows nothing of Kubernetes.
 //! - [`cli`] is the `schemaop` command line.
 //! - [`crd`] is the `SchemaMigration` custom resource.
+//! - [`controller`] reconciles SchemaMigrations by driving the engine.
+//! - [`operator`] is the `schemaop run` process: [`leader`] election, the
+//!   controller, and the [`server`] for probes and metrics; [`telemetry`] sets up logs.
 
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod duration;
 pub mod engine;
+pub mod leader;
+pub mod operator;
+pub mod server;
+pub mod telemetry;

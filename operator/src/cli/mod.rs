@@ -15,6 +15,7 @@ use crate::engine::{
     self, Database, Direction, Error, HistoryTable, MigrationSource, Migrator, MigratorOptions,
     Repair, SessionSettings, Target, Version,
 };
+use crate::telemetry::{self, LogFormat};
 use output::{Output, Reporter};
 
 /// Exit codes, documented in `schemaop --help` and the README.
@@ -151,6 +152,9 @@ pub enum Command {
     Repair(RepairArgs),
     /// Print the SchemaMigration CustomResourceDefinition as YAML.
     Crd,
+    /// Run the Kubernetes operator: leader election, the controller, and
+    /// /healthz, /readyz and /metrics.
+    Run(crate::operator::RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,7 +199,6 @@ impl CliError {
 /// Entry point of the `schemaop` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,6 +209,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    // The operator sets up its own logging, from its own flags.
+    if let Command::Run(args) = cli.command {
+        return match runtime.block_on(crate::operator::run(args)) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(exit::FAILED)
+            }
+        };
+    }
+    telemetry::init(LogFormat::Text, &cli.global.log_level);
     let reporter = Reporter::new(cli.global.output);
     match runtime.block_on(run(cli, &reporter)) {
         Ok(code) => ExitCode::from(code),
@@ -214,15 +228,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Maps an engine error to the documented exit code.
@@ -331,7 +336,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let detail = migrator.repair(repair).await?;
             reporter.repaired(&detail);
         }
-        Command::New(_) | Command::Crd => {}
+        Command::New(_) | Command::Crd | Command::Run(_) => {}
     }
     Ok(exit::OK)
 }

@@ -45,11 +45,20 @@ pub fn create(dir: &Path, args: &NewArgs) -> Result<Vec<PathBuf>, CliError> {
         ""
     };
     let files: Vec<(PathBuf, String)> = if args.irreversible {
-        vec![(dir.join(format!("{stem}.sql")), format!("{header}-- {}\n", args.name))]
+        vec![(
+            dir.join(format!("{stem}.sql")),
+            format!("{header}-- {}\n", args.name),
+        )]
     } else {
         vec![
-            (dir.join(format!("{stem}.up.sql")), format!("{header}-- {}\n", args.name)),
-            (dir.join(format!("{stem}.down.sql")), format!("{header}-- Revert: {}\n", args.name)),
+            (
+                dir.join(format!("{stem}.up.sql")),
+                format!("{header}-- {}\n", args.name),
+            ),
+            (
+                dir.join(format!("{stem}.down.sql")),
+                format!("{header}-- Revert: {}\n", args.name),
+            ),
         ]
     };
     std::fs::create_dir_all(dir).map_err(|source| CliError::Write {
@@ -71,7 +80,13 @@ fn existing_versions(dir: &Path) -> Result<Vec<(Version, usize)>, CliError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::ReadSource { path: dir.to_path_buf(), source }.into()),
+        Err(source) => {
+            return Err(Error::ReadSource {
+                path: dir.to_path_buf(),
+                source,
+            }
+            .into());
+        }
     };
     Ok(entries
         .filter_map(|entry| version_of_file(&entry.ok()?.file_name().to_string_lossy()))
@@ -80,9 +95,16 @@ fn existing_versions(dir: &Path) -> Result<Vec<(Version, usize)>, CliError> {
 
 /// The next version, and how many digits to pad it to, given the existing
 /// versions and the digits each file name spells it with.
-fn next_version(existing: &[(Version, usize)], sequential: bool, now: jiff::Timestamp) -> (Version, usize) {
+fn next_version(
+    existing: &[(Version, usize)],
+    sequential: bool,
+    now: jiff::Timestamp,
+) -> (Version, usize) {
     let latest = existing.iter().max().copied();
-    let width = latest.map_or(if sequential { 4 } else { TIMESTAMP_DIGITS }, |(_, digits)| digits);
+    let width = latest.map_or(
+        if sequential { 4 } else { TIMESTAMP_DIGITS },
+        |(_, digits)| digits,
+    );
     let follows_sequence = sequential || (latest.is_some() && width < TIMESTAMP_DIGITS);
     let latest = latest.map(|(v, _)| v);
     if follows_sequence {
@@ -137,10 +159,7 @@ mod tests {
     #[test]
     fn uses_a_utc_timestamp_in_a_timestamped_or_empty_folder() {
         let now = at("2026-11-21T09:30:00Z");
-        assert_eq!(
-            next_version(&[], false, now),
-            (Version(20261121093000), 14)
-        );
+        assert_eq!(next_version(&[], false, now), (Version(20261121093000), 14));
         let s = source(&["20261101000000_a.sql"]);
         assert_eq!(next_version(&s, false, now), (Version(20261121093000), 14));
     }
@@ -157,11 +176,7 @@ mod tests {
     #[test]
     fn sequential_flag_starts_at_one() {
         assert_eq!(
-            next_version(
-                &[],
-                true,
-                at("2026-11-21T09:30:00Z")
-            ),
+            next_version(&[], true, at("2026-11-21T09:30:00Z")),
             (Version(1), 4)
         );
     }

@@ -112,7 +112,7 @@ pub enum Error {
 
     #[error(
         "pending migrations {} are older than the newest applied migration {newest_applied}; \
-         give them newer versions, or allow out-of-order migrations (--allow-out-of-order)",
+         give them newer versions, or allow out-of-order migrations (--allow-out-of-order, or spec.allowOutOfOrder)",
         join(pending)
     )]
     OutOfOrder {
@@ -126,7 +126,7 @@ pub enum Error {
     Irreversible { version: Version, file: String },
 
     #[error(
-        "the database is at {current} and the target {target} is below it; downgrading is not allowed here (use `schemaop downgrade`, or allow downgrades)"
+        "the database is at {current} and the target {target} is below it; downgrading is not allowed here (use `schemaop downgrade`, or set spec.allowDowngrade)"
     )]
     DowngradeNotAllowed { current: Version, target: Version },
 
@@ -193,7 +193,7 @@ pub enum Error {
     },
 
     #[error(
-        "migration {version} ({file}) gave up after {attempts} attempts: each time it waited longer than lock_timeout for a lock another session holds; find the blocking session in pg_stat_activity, or raise --lock-timeout / --lock-retries"
+        "migration {version} ({file}) gave up after {attempts} attempts: each time it waited longer than lock_timeout for a lock another session holds; find the blocking session in pg_stat_activity, or raise the lock timeout and retries (--lock-timeout and --lock-retries, or spec.timeouts.lockTimeout)"
     )]
     LockTimeout {
         version: Version,
