@@ -4,6 +4,7 @@
 //! - [`cli`] is the `schemaop` command line.
 //! - [`crd`] is the `SchemaMigration` custom resource.
 //! - [`controller`] reconciles SchemaMigrations by driving the engine.
+//! - [`gates`] holds pods' readiness until their schema is there.
 //! - [`operator`] is the `schemaop run` process: [`leader`] election, the
 //!   controller, and the [`server`] for probes and metrics; [`telemetry`] sets up logs.
 
@@ -12,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod duration;
 pub mod engine;
+pub mod gates;
 pub mod leader;
 pub mod operator;
 pub mod server;

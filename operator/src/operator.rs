@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::metrics::Metrics;
 use crate::controller::{self, Context, ControllerConfig};
 use crate::duration;
+use crate::gates;
 use crate::leader::{self, LeaderError, LeaderSettings};
 use crate::server::{self, ServerState};
 use crate::telemetry::{self, LogFormat};
@@ -117,7 +118,17 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         election,
         shutdown.clone(),
         metrics,
-        |token| controller::run(ctx.clone(), token),
+        |token| {
+            let ctx = ctx.clone();
+            async move {
+                // Both belong to the leader: one writes SchemaMigrations, the
+                // other the gates of the pods that wait on them.
+                tokio::join!(
+                    controller::run(ctx.clone(), token.clone()),
+                    gates::run(ctx, token)
+                );
+            }
+        },
     ));
 
     let outcome = tokio::select! {

@@ -3,6 +3,7 @@
 
 mod new;
 mod output;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 5;
     /// Another session held a lock for longer than allowed.
     pub const LOCKED: u8 = 6;
+    /// `wait` gave up: the revision was not reached within `--timeout`.
+    pub const TIMEOUT: u8 = 7;
 }
 
 const AFTER_HELP: &str = "\
@@ -46,7 +49,8 @@ Exit codes:
   4  refused: drift, missing files, out-of-order or blocked migrations, an unknown or
      disallowed target; or `verify` found a problem
   5  the database could not be reached, or refused the credentials
-  6  a lock was held by another session for longer than allowed";
+  6  a lock was held by another session for longer than allowed
+  7  `wait` timed out before the revision was reached";
 
 #[derive(Debug, Parser)]
 #[command(name = "schemaop", version, about = "PostgreSQL schema migrations, from a laptop or as a Kubernetes operator", after_help = AFTER_HELP)]
@@ -155,6 +159,9 @@ pub enum Command {
     /// Run the Kubernetes operator: leader election, the controller, and
     /// /healthz, /readyz and /metrics.
     Run(crate::operator::RunArgs),
+    /// Wait until the database is at a revision, as an init container: watch a
+    /// SchemaMigration (--migration) or read the history table (--database-url).
+    Wait(wait::WaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +278,9 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
         reporter.created(&files);
         return Ok(exit::OK);
     }
+    if let Command::Wait(args) = &cli.command {
+        return wait::run(args, global).await;
+    }
     let source = MigrationSource::from_dir(&global.dir)?;
     let migrator = Migrator::new(&source, database(global)?, options(global));
     match cli.command {
@@ -336,7 +346,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let detail = migrator.repair(repair).await?;
             reporter.repaired(&detail);
         }
-        Command::New(_) | Command::Crd | Command::Run(_) => {}
+        Command::New(_) | Command::Crd | Command::Run(_) | Command::Wait(_) => {}
     }
     Ok(exit::OK)
 }

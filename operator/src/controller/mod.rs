@@ -5,7 +5,7 @@
 pub mod decide;
 mod error;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod inputs;
 pub mod metrics;
 pub mod report;

@@ -256,7 +256,8 @@ impl Error {
             // Deadlocks and serialization failures (class 40) and a server
             // shutting down or starting up (57P01-57P03) pass by themselves.
             Error::MigrationFailed { failure, .. } => {
-                !(failure.code.starts_with("40") || matches!(failure.code.as_str(), "57P01" | "57P02" | "57P03"))
+                !(failure.code.starts_with("40")
+                    || matches!(failure.code.as_str(), "57P01" | "57P02" | "57P03"))
             }
             _ => true,
         }
@@ -306,11 +307,31 @@ mod tests {
 
     #[test]
     fn transient_database_failures_are_retried_and_mistakes_are_not() {
-        assert!(!failed("40P01").needs_a_person(), "a deadlock passes by itself");
-        assert!(!failed("40001").needs_a_person(), "so does a serialization failure");
+        assert!(
+            !failed("40P01").needs_a_person(),
+            "a deadlock passes by itself"
+        );
+        assert!(
+            !failed("40001").needs_a_person(),
+            "so does a serialization failure"
+        );
         assert!(!failed("57P01").needs_a_person(), "and a server restart");
-        assert!(failed("42P07").needs_a_person(), "a table that already exists does not");
-        assert!(Error::EmptyFile { file: "1_a.sql".into() }.needs_a_person());
-        assert!(!Error::Unreachable { target: "t".into(), reason: "r".into() }.needs_a_person());
+        assert!(
+            failed("42P07").needs_a_person(),
+            "a table that already exists does not"
+        );
+        assert!(
+            Error::EmptyFile {
+                file: "1_a.sql".into()
+            }
+            .needs_a_person()
+        );
+        assert!(
+            !Error::Unreachable {
+                target: "t".into(),
+                reason: "r".into()
+            }
+            .needs_a_person()
+        );
     }
 }

@@ -216,7 +216,10 @@ impl HistoryTable {
     /// schema, which a least-privilege application role does not have.
     pub fn create_script(&self, create_schema: bool) -> String {
         let schema = if create_schema {
-            format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(&self.schema))
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\n",
+                quote_ident(&self.schema)
+            )
         } else {
             String::new()
         };

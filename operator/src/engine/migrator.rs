@@ -460,8 +460,13 @@ impl<'s> Migrator<'s> {
     }
 
     async fn create_tables(&self, session: &Session) -> Result<()> {
-        let script = self.options.history.create_script(!self.schema_exists(session).await?);
-        let result = session.execute(&script, "creating the history tables").await;
+        let script = self
+            .options
+            .history
+            .create_script(!self.schema_exists(session).await?);
+        let result = session
+            .execute(&script, "creating the history tables")
+            .await;
         if result.is_err() {
             let _ = session.client.batch_execute("ROLLBACK").await;
         }
@@ -474,7 +479,9 @@ impl<'s> Migrator<'s> {
             .simple_query(&self.options.history.schema_exists_sql())
             .await
             .map_err(|e| database_error("looking up the history schema", &e))?;
-        Ok(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
+        Ok(rows
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
     }
 
     fn step_script(&self, step: Step<'s>) -> StepScript<'s> {

@@ -1,0 +1,369 @@
+//! Whether a pod may take traffic, as a plain function of what it needs and
+//! where its SchemaMigration is. No I/O: every case is tested without a server.
+
+use crate::crd::conditions::{self, ConditionStatus};
+use crate::crd::{REVISION_NONE, SchemaMigration};
+use crate::engine::Version;
+
+/// Where a SchemaMigration stands, as far as gates care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// Ready=True for the latest spec (observedGeneration is current).
+    pub ready: bool,
+    /// The database's revision; `None` before any migration or when unknown.
+    pub current: Option<Version>,
+    /// The resolved target of the latest spec, when the controller has seen it.
+    pub target: Option<Version>,
+}
+
+impl Schema {
+    pub fn of(obj: &SchemaMigration) -> Schema {
+        let Some(status) = &obj.status else {
+            return Schema {
+                ready: false,
+                current: None,
+                target: None,
+            };
+        };
+        let current_spec = status.observed_generation == obj.metadata.generation;
+        let version = |v: &Option<String>| {
+            v.as_deref()
+                .filter(|v| *v != REVISION_NONE)
+                .and_then(|v| v.parse().ok())
+                .map(Version)
+        };
+        Schema {
+            ready: current_spec
+                && status
+                    .condition(conditions::READY)
+                    .is_some_and(|c| c.status == ConditionStatus::True),
+            current: version(&status.current_revision),
+            target: if current_spec {
+                version(&status.target_revision)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// What the pod's own condition says from the last decision: the state that
+/// must survive an operator restart lives there, not in the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Previous {
+    pub released: bool,
+    pub needs: Option<Version>,
+}
+
+/// The condition to put on the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+const NEEDS: &str = "needs revision ";
+
+/// Reads back what [`Gate::message`] recorded.
+pub fn previous(status: Option<&str>, message: Option<&str>) -> Option<Previous> {
+    let status = status?;
+    let needs = message
+        .and_then(|m| m.strip_prefix(NEEDS))
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .map(Version);
+    Some(Previous {
+        released: status == "True",
+        needs,
+    })
+}
+
+fn at(current: Option<Version>) -> String {
+    current.map_or_else(|| REVISION_NONE.to_string(), |v| v.to_string())
+}
+
+fn needs_message(needs: Version, current: Option<Version>) -> String {
+    format!("{NEEDS}{needs}; the database is at {}", at(current))
+}
+
+/// Decides the gate of one pod.
+///
+/// - With `schemaop.dev/min-revision`, the pod needs that version.
+/// - Without it, the pod needs what the SchemaMigration targeted when the pod
+///   was first seen, and is released the first time the SchemaMigration is
+///   Ready at or past it.
+/// - A released pod stays released while later migrations run, fail or
+///   stall; it is held back again only if the database goes below what it
+///   needs.
+pub fn decide(
+    min_revision: Result<Option<Version>, String>,
+    previous: Option<&Previous>,
+    schema: Option<&Schema>,
+    migration: &str,
+) -> Gate {
+    let released = previous.is_some_and(|p| p.released);
+    let min_revision = match min_revision {
+        Ok(min) => min,
+        Err(bad) => {
+            return Gate {
+                ready: false,
+                reason: "InvalidMinRevision",
+                message: format!(
+                    "annotation schemaop.dev/min-revision is {bad:?}, not a version; set it to a positive integer such as 20261121093000"
+                ),
+            };
+        }
+    };
+    let Some(schema) = schema else {
+        return match previous {
+            // Nothing says the schema went away: a deleted resource leaves the database as it was.
+            Some(p) if p.released => Gate {
+                ready: true,
+                reason: "SchemaReady",
+                message: p.needs.map_or_else(
+                    || format!("SchemaMigration {migration} is gone; the pod stays released"),
+                    |n| format!("{NEEDS}{n}; SchemaMigration {migration} is gone, the pod stays released"),
+                ),
+            },
+            _ => Gate {
+                ready: false,
+                reason: "MigrationNotFound",
+                message: format!(
+                    "SchemaMigration {migration} was not found in the pod's namespace; create it, or fix the pod's schemaop.dev/migration label"
+                ),
+            },
+        };
+    };
+    let needs = min_revision.or(previous.and_then(|p| p.needs));
+    match needs {
+        Some(needs) => {
+            let below = schema.current.is_none_or(|c| c < needs);
+            // Unknown (no status yet) is not "below": a released pod keeps serving.
+            let fell_below = schema.current.is_some_and(|c| c < needs);
+            let ready = if released {
+                !fell_below
+            } else if min_revision.is_some() {
+                !below
+            } else {
+                schema.ready && !below
+            };
+            Gate {
+                ready,
+                reason: match (ready, released) {
+                    (true, _) => "SchemaReady",
+                    (false, true) => "SchemaBelowRevision",
+                    (false, false) => "WaitingForRevision",
+                },
+                message: needs_message(needs, schema.current),
+            }
+        }
+        None if released => Gate {
+            ready: true,
+            reason: "SchemaReady",
+            message: format!("the database is at {}", at(schema.current)),
+        },
+        // First sight of a pod without min-revision.
+        None if schema.ready => Gate {
+            ready: true,
+            reason: "SchemaReady",
+            message: match schema.current {
+                Some(current) => needs_message(current, schema.current),
+                None => "the database is at none".to_string(),
+            },
+        },
+        None => match schema.target {
+            Some(target) => Gate {
+                ready: false,
+                reason: "WaitingForRevision",
+                message: needs_message(target, schema.current),
+            },
+            None => Gate {
+                ready: false,
+                reason: "WaitingForMigration",
+                message: format!(
+                    "waiting for SchemaMigration {migration} to be Ready; the database is at {}",
+                    at(schema.current)
+                ),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: i64) -> Option<Version> {
+        Some(Version(n))
+    }
+
+    fn schema(ready: bool, current: Option<Version>, target: Option<Version>) -> Schema {
+        Schema {
+            ready,
+            current,
+            target,
+        }
+    }
+
+    fn released(needs: Option<Version>) -> Previous {
+        Previous {
+            released: true,
+            needs,
+        }
+    }
+
+    fn waiting(needs: Option<Version>) -> Previous {
+        Previous {
+            released: false,
+            needs,
+        }
+    }
+
+    /// Decides, then reads the decision back as the next reconcile would.
+    fn gate(
+        min: Option<i64>,
+        previous: Option<Previous>,
+        schema: Option<Schema>,
+    ) -> (Gate, Option<Previous>) {
+        let gate = decide(
+            Ok(min.map(Version)),
+            previous.as_ref(),
+            schema.as_ref(),
+            "app",
+        );
+        let status = if gate.ready { "True" } else { "False" };
+        let next = super::previous(Some(status), Some(&gate.message));
+        (gate, next)
+    }
+
+    #[test]
+    fn min_revision_releases_once_the_database_reaches_it() {
+        let (g, _) = gate(Some(20), None, Some(schema(false, v(10), v(30))));
+        assert_eq!((g.ready, g.reason), (false, "WaitingForRevision"));
+        assert_eq!(g.message, "needs revision 20; the database is at 10");
+
+        // Mid-run, not Ready yet: min-revision asks only for the revision.
+        let (g, _) = gate(
+            Some(20),
+            Some(waiting(v(20))),
+            Some(schema(false, v(20), v(30))),
+        );
+        assert_eq!((g.ready, g.reason), (true, "SchemaReady"));
+    }
+
+    #[test]
+    fn a_new_pod_whose_schema_is_there_is_released_at_once() {
+        let (g, next) = gate(None, None, Some(schema(true, v(30), v(30))));
+        assert!(g.ready);
+        assert_eq!(next, Some(released(v(30))));
+    }
+
+    #[test]
+    fn a_new_pod_during_a_migration_waits_for_the_target_of_its_time() {
+        let (g, next) = gate(None, None, Some(schema(false, v(10), v(30))));
+        assert_eq!((g.ready, g.reason), (false, "WaitingForRevision"));
+        assert_eq!(next, Some(waiting(v(30))));
+
+        // Past the revision but not Ready yet (the run goes on): still waiting.
+        let (g, _) = gate(None, next.clone(), Some(schema(false, v(30), v(40))));
+        assert!(!g.ready);
+
+        // Ready at or past what it needs: released.
+        let (g, next) = gate(None, next, Some(schema(true, v(40), v(40))));
+        assert!(g.ready);
+        assert_eq!(next, Some(released(v(30))), "it still needs 30, not 40");
+    }
+
+    #[test]
+    fn a_new_pod_before_the_controller_saw_the_spec_waits_for_ready() {
+        let (g, next) = gate(None, None, Some(schema(false, v(10), None)));
+        assert_eq!((g.ready, g.reason), (false, "WaitingForMigration"));
+        assert_eq!(next, Some(waiting(None)));
+        let (g, next) = gate(None, next, Some(schema(true, v(30), v(30))));
+        assert!(g.ready);
+        assert_eq!(next, Some(released(v(30))));
+    }
+
+    #[test]
+    fn a_released_pod_stays_released_while_later_migrations_run_fail_or_stall() {
+        for later in [
+            schema(false, v(30), v(40)), // migrating to 40
+            schema(false, v(35), v(40)), // half way
+            schema(false, v(30), None),  // stalled on a spec the controller refuses
+            schema(false, None, None),   // status not known
+        ] {
+            let (g, next) = gate(None, Some(released(v(30))), Some(later));
+            assert!(g.ready, "{later:?}");
+            assert_eq!(next.unwrap().needs, v(30), "{later:?}");
+        }
+        let (g, _) = gate(
+            Some(30),
+            Some(released(v(30))),
+            Some(schema(false, None, None)),
+        );
+        assert!(g.ready);
+    }
+
+    #[test]
+    fn a_downgrade_below_the_need_holds_a_released_pod_back() {
+        let (g, next) = gate(
+            None,
+            Some(released(v(30))),
+            Some(schema(true, v(20), v(20))),
+        );
+        assert_eq!((g.ready, g.reason), (false, "SchemaBelowRevision"));
+        assert_eq!(g.message, "needs revision 30; the database is at 20");
+        // Back up: released again.
+        let (g, _) = gate(None, next, Some(schema(true, v(30), v(30))));
+        assert!(g.ready);
+    }
+
+    #[test]
+    fn a_missing_schema_migration_holds_new_pods_but_not_released_ones() {
+        let (g, _) = gate(None, None, None);
+        assert_eq!((g.ready, g.reason), (false, "MigrationNotFound"));
+        assert!(g.message.contains("SchemaMigration app"));
+        let (g, next) = gate(None, Some(released(v(30))), None);
+        assert!(g.ready);
+        assert_eq!(next.unwrap().needs, v(30));
+    }
+
+    #[test]
+    fn a_bad_min_revision_is_named() {
+        let g = decide(
+            Err("v2".into()),
+            None,
+            Some(&schema(true, v(30), v(30))),
+            "app",
+        );
+        assert_eq!((g.ready, g.reason), (false, "InvalidMinRevision"));
+        assert!(g.message.contains("\"v2\""));
+    }
+
+    #[test]
+    fn an_empty_database_that_is_ready_releases() {
+        let (g, _) = gate(None, None, Some(schema(true, None, None)));
+        assert!(g.ready);
+    }
+
+    #[test]
+    fn previous_reads_what_decide_wrote() {
+        assert_eq!(
+            previous(
+                Some("True"),
+                Some("needs revision 42; the database is at 50")
+            ),
+            Some(released(v(42)))
+        );
+        assert_eq!(
+            previous(Some("False"), Some("waiting for SchemaMigration app")),
+            Some(waiting(None))
+        );
+        assert_eq!(previous(None, Some("needs revision 42")), None);
+    }
+}
