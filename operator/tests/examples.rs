@@ -68,3 +68,16 @@ fn the_init_container_example_calls_wait() {
     let role = of_kind(&docs, "Role");
     assert_eq!(role["rules"][0]["resources"][0], "schemamigrations");
 }
+
+#[test]
+fn the_chart_ships_the_generated_crd() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let generated = std::fs::read_to_string(root.join("crds/schemamigration.yaml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(root.join("charts/schemaop/crds/schemamigration.yaml")).unwrap();
+    assert!(
+        generated == shipped,
+        "charts/schemaop/crds/schemamigration.yaml differs from crds/schemamigration.yaml; \
+         copy it: cp crds/schemamigration.yaml charts/schemaop/crds/"
+    );
+}
