@@ -446,7 +446,7 @@ mod tests {
         let db =
             Database::from_url("postgres://app:hunter2@db/orders?sslmode=verify-full").unwrap();
         let err = db.with_root_certificates(&b"hunter2"[..]).unwrap_err();
-        assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
+        assert!(matches!(err, Error::InvalidTls { .. }), "{err}");
         assert!(err.to_string().contains("PEM"), "{err}");
     }
 }
