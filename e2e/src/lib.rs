@@ -8,6 +8,9 @@
 //! - [`Operator`] is the controller, running in-process on one namespace.
 //! - [`Setup`] and [`App`] put those together with the sample app's
 //!   migrations from the repository's `migrations/` folder.
+//! - [`deployed`] finds the operator as `e2e/run.sh` deploys it (image, Helm
+//!   chart, in-cluster PostgreSQL) for `tests/ship.rs`, or tells why those
+//!   tests skip; [`ClusterDatabase`] is a database for one of them there.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -836,6 +841,537 @@ pub fn occurrences(events: &[Event], reason: &str) -> i32 {
         .filter(|event| event.reason.as_deref() == Some(reason))
         .map(|event| event.series.as_ref().map_or(1, |s| s.count))
         .sum()
+}
+
+// ---------------------------------------------------------------------------
+// The deployed operator
+//
+// `tests/ship.rs` tests the operator as `e2e/run.sh` ships it: the image,
+// installed with the Helm chart in `schemaop-system`, next to PostgreSQL from
+// `e2e/manifests/postgres.yaml` in `schemaop-e2e-app`. Nothing runs in this
+// process but the tests; they talk to the operator through the API server and
+// to the database through `kubectl exec`.
+
+/// `SCHEMAOP_E2E_OPERATOR`: unset (or `auto`) skips the ship tests when the
+/// operator or its PostgreSQL is not deployed in the cluster; `require`
+/// fails them instead, as `e2e/run.sh` sets it.
+pub const OPERATOR_VAR: &str = "SCHEMAOP_E2E_OPERATOR";
+
+/// Where `e2e/run.sh` installs the chart, and the Deployment it creates.
+pub const OPERATOR_NAMESPACE: &str = "schemaop-system";
+pub const OPERATOR_DEPLOYMENT: &str = "schemaop";
+
+/// The PostgreSQL of `e2e/manifests/postgres.yaml`: its namespace, and the
+/// name of its Deployment, Service and Secret.
+pub const POSTGRES_NAMESPACE: &str = "schemaop-e2e-app";
+pub const POSTGRES_NAME: &str = "postgres";
+
+/// How long a Deployment may take to roll out, image pulls included.
+pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long one `kubectl exec ... psql` may take.
+const PSQL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The operator and the PostgreSQL server deployed in the cluster.
+pub struct Deployed {
+    /// The operator's Deployment, rolled out.
+    pub operator: Deployment,
+    pub postgres: ClusterPostgres,
+}
+
+impl Deployed {
+    /// The label selector of the operator's pods, as `kubectl -l` takes it.
+    pub fn operator_selector(&self) -> String {
+        let labels = self
+            .operator
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.selector.match_labels.clone())
+            .unwrap_or_default();
+        labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How many replicas the chart runs.
+    pub fn operator_replicas(&self) -> i32 {
+        self.operator
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.replicas)
+            .unwrap_or(1)
+    }
+
+    /// The container port of `/metrics`, named `metrics` by the chart.
+    pub fn metrics_port(&self) -> Option<i32> {
+        self.operator
+            .spec
+            .as_ref()?
+            .template
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|port| port.name.as_deref() == Some("metrics"))
+            .map(|port| port.container_port)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OperatorMode {
+    Auto,
+    Require,
+}
+
+fn operator_mode() -> OperatorMode {
+    match std::env::var(OPERATOR_VAR).unwrap_or_default().trim() {
+        "" | "auto" => OperatorMode::Auto,
+        "require" => OperatorMode::Require,
+        other => panic!(
+            "{OPERATOR_VAR}={other:?} is not understood: use `require` (fail when the operator \
+             is not deployed), or leave it unset (skip then)"
+        ),
+    }
+}
+
+/// The operator and PostgreSQL as `e2e/run.sh` deploys them, once both are
+/// rolled out; or `None`, after printing why the test skips, when either is
+/// missing or the operator watches one namespace only (the tests create
+/// namespaces of their own). With `SCHEMAOP_E2E_OPERATOR=require` those are
+/// failures instead.
+pub async fn deployed(client: &Client) -> Result<Option<Deployed>> {
+    let deployments = |namespace: &str| Api::<Deployment>::namespaced(client.clone(), namespace);
+    let Some(operator) = deployments(OPERATOR_NAMESPACE)
+        .get_opt(OPERATOR_DEPLOYMENT)
+        .await
+        .context(format!(
+            "looking for the Deployment {OPERATOR_DEPLOYMENT} in {OPERATOR_NAMESPACE}"
+        ))?
+    else {
+        return not_deployed(format!(
+            "the operator is not installed (no Deployment {OPERATOR_DEPLOYMENT} in the \
+             namespace {OPERATOR_NAMESPACE}); e2e/run.sh builds and installs it"
+        ));
+    };
+    if let Some(namespace) = watched_namespace(&operator) {
+        return not_deployed(format!(
+            "the operator watches only the namespace {namespace} (rbac.scope=namespaced), and \
+             the tests work in namespaces of their own; install the chart with its default \
+             rbac.scope=cluster"
+        ));
+    }
+    if deployments(POSTGRES_NAMESPACE)
+        .get_opt(POSTGRES_NAME)
+        .await
+        .context(format!(
+            "looking for the Deployment {POSTGRES_NAME} in {POSTGRES_NAMESPACE}"
+        ))?
+        .is_none()
+    {
+        return not_deployed(format!(
+            "PostgreSQL is not deployed (no Deployment {POSTGRES_NAME} in the namespace \
+             {POSTGRES_NAMESPACE}); start it with `kubectl apply -f e2e/manifests/postgres.yaml`"
+        ));
+    }
+    let operator = wait_for_rollout(
+        client,
+        OPERATOR_NAMESPACE,
+        OPERATOR_DEPLOYMENT,
+        ROLLOUT_TIMEOUT,
+    )
+    .await?;
+    wait_for_rollout(client, POSTGRES_NAMESPACE, POSTGRES_NAME, ROLLOUT_TIMEOUT).await?;
+    let secret = Api::<Secret>::namespaced(client.clone(), POSTGRES_NAMESPACE)
+        .get(POSTGRES_NAME)
+        .await
+        .context(format!(
+            "reading the Secret {POSTGRES_NAME} in {POSTGRES_NAMESPACE}"
+        ))?;
+    let password = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("password"))
+        .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "the Secret {POSTGRES_NAMESPACE}/{POSTGRES_NAME} has no key `password`; \
+                 apply e2e/manifests/postgres.yaml again"
+            ))
+        })?;
+    Ok(Some(Deployed {
+        operator,
+        postgres: ClusterPostgres { password },
+    }))
+}
+
+fn not_deployed(reason: String) -> Result<Option<Deployed>> {
+    if operator_mode() == OperatorMode::Require {
+        return Err(Failure::new(format!(
+            "{OPERATOR_VAR}=require, but {reason}; see \"Full flow on kind\" in e2e/README.md"
+        )));
+    }
+    // Once per test binary: every test of it skips for the same reason.
+    static SAID: OnceLock<()> = OnceLock::new();
+    SAID.get_or_init(|| {
+        say(&format!(
+            "skipping the ship tests: {reason}; see \"Full flow on kind\" in e2e/README.md"
+        ));
+    });
+    Ok(None)
+}
+
+/// The `--watch-namespace` the operator runs with, if any.
+fn watched_namespace(operator: &Deployment) -> Option<String> {
+    operator
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.args.iter().flatten())
+        .find_map(|arg| arg.strip_prefix("--watch-namespace="))
+        .map(str::to_owned)
+}
+
+/// Whether the Deployment's latest spec is rolled out: every replica updated,
+/// ready and available, and no old pod left.
+pub fn rolled_out(deployment: &Deployment) -> bool {
+    let want = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let Some(status) = &deployment.status else {
+        return false;
+    };
+    status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas == Some(want)
+        && status.replicas == Some(want)
+        && status.ready_replicas == Some(want)
+        && status.available_replicas == Some(want)
+}
+
+/// A Deployment's replica counts, for messages.
+pub fn rollout_summary(deployment: &Deployment) -> String {
+    let want = deployment.spec.as_ref().and_then(|s| s.replicas);
+    let status = deployment.status.clone().unwrap_or_default();
+    format!(
+        "generation {:?} (observed {:?}), replicas {:?} wanted, {:?} current, {:?} updated, \
+         {:?} ready, {:?} available",
+        deployment.metadata.generation,
+        status.observed_generation,
+        want,
+        status.replicas,
+        status.updated_replicas,
+        status.ready_replicas,
+        status.available_replicas,
+    )
+}
+
+/// Polls the Deployment until [`rolled_out`], for at most `timeout`.
+pub async fn wait_for_rollout(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Deployment> {
+    let api = Api::<Deployment>::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    loop {
+        let last = match api.get_opt(name).await {
+            Ok(Some(deployment)) if rolled_out(&deployment) => return Ok(deployment),
+            Ok(Some(deployment)) => rollout_summary(&deployment),
+            Ok(None) => "it does not exist".to_owned(),
+            Err(error) => format!("cannot read it: {}", chain(&error)),
+        };
+        if started.elapsed() > timeout {
+            return Err(Failure::new(format!(
+                "the Deployment {namespace}/{name} did not roll out within {timeout:?}; last seen: \
+                 {last}; see `kubectl -n {namespace} describe deployment {name}`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The condition of `type_` on a pod, if it has one.
+pub fn pod_condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Whether the pod's condition `type_` has `status` (`True` or `False`).
+pub fn pod_condition_is(pod: &Pod, type_: &str, status: &str) -> bool {
+    pod_condition(pod, type_).is_some_and(|c| c.status == status)
+}
+
+/// The PostgreSQL server of `e2e/manifests/postgres.yaml`, in the cluster.
+#[derive(Clone)]
+pub struct ClusterPostgres {
+    password: String,
+}
+
+impl ClusterPostgres {
+    /// The URL of `database` as the operator, in the cluster, reaches it.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres:{}@{POSTGRES_NAME}.{POSTGRES_NAMESPACE}:5432/{database}",
+            percent_encode(&self.password)
+        )
+    }
+
+    /// Runs `sql` in `database` with psql inside the PostgreSQL pod, and
+    /// returns its output: one line per row, columns separated by `|`.
+    pub async fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        let mut command = tokio::process::Command::new("kubectl");
+        command
+            .args(psql_args(database, sql))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let output = match tokio::time::timeout(PSQL_TIMEOUT, command.output()).await {
+            Ok(output) => output.map_err(|error| {
+                Failure::new(format!(
+                    "cannot run kubectl, which the ship tests use to query the database: {error}"
+                ))
+            })?,
+            Err(_) => {
+                return Err(Failure::new(format!(
+                    "psql in {POSTGRES_NAMESPACE}/{POSTGRES_NAME} did not answer within \
+                     {PSQL_TIMEOUT:?}: {sql}"
+                )));
+            }
+        };
+        if !output.status.success() {
+            return Err(Failure::new(format!(
+                "psql in {POSTGRES_NAMESPACE}/{POSTGRES_NAME} failed ({}) on `{sql}`: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// `kubectl exec` running psql as the server's superuser over the Unix
+/// socket (which the official image trusts), printing bare rows.
+fn psql_args(database: &str, sql: &str) -> Vec<String> {
+    [
+        "--namespace",
+        POSTGRES_NAMESPACE,
+        "exec",
+        &format!("deployment/{POSTGRES_NAME}"),
+        "--container",
+        POSTGRES_NAME,
+        "--",
+        "psql",
+        "--username=postgres",
+        &format!("--dbname={database}"),
+        "--no-psqlrc",
+        "--no-align",
+        "--tuples-only",
+        "--quiet",
+        "--set=ON_ERROR_STOP=1",
+        &format!("--command={sql}"),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// psql's unaligned output as rows of columns.
+pub fn psql_rows(output: &str) -> Vec<Vec<String>> {
+    output
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| line.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Percent-encodes what may not appear as is in a URL's user information.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A database of its own for one test, on the cluster's PostgreSQL, dropped
+/// when this is dropped, also when the test panics.
+pub struct ClusterDatabase {
+    pub name: String,
+    /// Its URL, as the operator in the cluster reaches it.
+    pub url: String,
+    postgres: ClusterPostgres,
+}
+
+impl ClusterDatabase {
+    /// Creates `schemaop_e2e_<random>`.
+    pub async fn create(postgres: &ClusterPostgres) -> Result<ClusterDatabase> {
+        let name = format!("schemaop_e2e_{}", random_suffix());
+        postgres
+            .psql("postgres", &format!("CREATE DATABASE {name}"))
+            .await?;
+        Ok(ClusterDatabase {
+            url: postgres.url(&name),
+            name,
+            postgres: postgres.clone(),
+        })
+    }
+
+    /// The rows `sql` returns in this database.
+    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        Ok(psql_rows(&self.postgres.psql(&self.name, sql).await?))
+    }
+}
+
+impl Drop for ClusterDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Blocking: this may run while the test's runtime unwinds a panic.
+        let dropped = std::process::Command::new("kubectl")
+            .args(psql_args("postgres", &sql))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok_and(|mut child| {
+                let started = Instant::now();
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(status)) => return status.success(),
+                        Ok(None) if started.elapsed() < PSQL_TIMEOUT => {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        _ => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return false;
+                        }
+                    }
+                }
+            });
+        if !dropped {
+            say(&format!(
+                "e2e: could not drop the database {} on the cluster's PostgreSQL; drop it with \
+                 `kubectl -n {POSTGRES_NAMESPACE} exec deployment/{POSTGRES_NAME} -- psql -U \
+                 postgres -c '{sql}'`",
+                self.name
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod deployed_tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_reach_the_service_and_encode_the_password() {
+        let postgres = ClusterPostgres {
+            password: "p@ss:w/rd".to_owned(),
+        };
+        assert_eq!(
+            postgres.url("schemaop_e2e_1"),
+            "postgres://postgres:p%40ss%3Aw%2Frd@postgres.schemaop-e2e-app:5432/schemaop_e2e_1"
+        );
+    }
+
+    #[test]
+    fn psql_runs_one_command_in_the_postgres_pod() {
+        let args = psql_args("db1", "SELECT 1, 'a b'");
+        assert_eq!(
+            args[..6],
+            [
+                "--namespace",
+                "schemaop-e2e-app",
+                "exec",
+                "deployment/postgres",
+                "--container",
+                "postgres"
+            ]
+        );
+        assert!(args.contains(&"--dbname=db1".to_owned()));
+        assert_eq!(args.last().unwrap(), "--command=SELECT 1, 'a b'");
+        assert_eq!(
+            psql_rows("1|up|succeeded\n2|up|failed\n\n"),
+            [["1", "up", "succeeded"], ["2", "up", "failed"]]
+        );
+    }
+
+    /// Every field of the manifests is one the API knows: read into the
+    /// API's types and written back, each document comes out unchanged (a
+    /// misspelt field would be dropped on the way).
+    #[test]
+    fn the_ship_manifests_use_known_fields_only() {
+        fn round_trip<
+            K: k8s_openapi::serde::de::DeserializeOwned + k8s_openapi::serde::Serialize,
+        >(
+            document: &Value,
+        ) -> Value {
+            let typed: K = serde_json::from_value(document.clone()).unwrap();
+            serde_json::to_value(typed).unwrap()
+        }
+        let dir = repo_root().join("e2e/manifests");
+        let mut kinds = Vec::new();
+        for file in ["app.yaml", "postgres.yaml"] {
+            let yaml = std::fs::read_to_string(dir.join(file)).unwrap();
+            let documents: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+            for document in &documents {
+                let kind = document["kind"].as_str().unwrap_or_default().to_owned();
+                let back = match kind.as_str() {
+                    "Namespace" => round_trip::<Namespace>(document),
+                    "Secret" => round_trip::<Secret>(document),
+                    "Deployment" => round_trip::<Deployment>(document),
+                    "Service" => round_trip::<k8s_openapi::api::core::v1::Service>(document),
+                    other => panic!("{file}: unexpected kind {other:?}"),
+                };
+                assert_eq!(&back, document, "{file}: {kind}");
+                kinds.push(format!("{file}: {kind}"));
+            }
+        }
+        assert_eq!(
+            kinds,
+            [
+                "app.yaml: Deployment",
+                "app.yaml: Service",
+                "postgres.yaml: Namespace",
+                "postgres.yaml: Secret",
+                "postgres.yaml: Deployment",
+                "postgres.yaml: Service",
+            ]
+        );
+    }
+
+    #[test]
+    fn rollouts_count_every_replica() {
+        let mut deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "app", "generation": 2},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
+                       "readyReplicas": 3, "availableReplicas": 3},
+        }))
+        .unwrap();
+        assert!(!rolled_out(&deployment), "an old pod is still there");
+        let status = deployment.status.as_mut().unwrap();
+        status.replicas = Some(2);
+        status.ready_replicas = Some(2);
+        status.available_replicas = Some(2);
+        assert!(rolled_out(&deployment));
+        deployment.metadata.generation = Some(3);
+        assert!(!rolled_out(&deployment), "the new spec is not observed yet");
+    }
 }
 
 #[cfg(test)]
