@@ -772,3 +772,48 @@ async fn downgrading_reverts_in_reverse_order_and_refuses_past_an_irreversible_m
         Some("a")
     );
 }
+
+#[tokio::test]
+async fn only_the_last_commit_of_a_run_waits_for_the_disk() {
+    let db = TestDb::new().await;
+    let source = source(&[
+        ("1_a.sql", "CREATE TABLE a ();"),
+        ("2_b.sql", "CREATE TABLE b ();"),
+        ("3_c.sql", "CREATE TABLE c ();"),
+    ]);
+    let migrator = db.migrator(&source, options());
+
+    let (_, sql) = migrator
+        .plan_sql(Target::Latest, Direction::Up)
+        .await
+        .unwrap();
+
+    let steps: Vec<&str> = sql
+        .split("\n-- ")
+        .filter(|s| s.contains("BEGIN;"))
+        .collect();
+    assert_eq!(
+        steps.len(),
+        4,
+        "the history tables, then three migrations: {sql}"
+    );
+    let asynchronous = "SET LOCAL synchronous_commit = off;\nCOMMIT;";
+    assert!(
+        steps[1].contains(asynchronous) && steps[2].contains(asynchronous),
+        "{sql}"
+    );
+    assert!(
+        !steps[3].contains("synchronous_commit"),
+        "the last commit makes the run durable: {sql}"
+    );
+
+    // And the run does what the plan says.
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations").await,
+        3
+    );
+}
