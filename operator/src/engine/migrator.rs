@@ -261,7 +261,9 @@ impl<'s> Migrator<'s> {
         for (i, step) in plan.steps.iter().copied().enumerate() {
             let index = i + 1;
             observer(Event::StepStarted { index, total, step });
-            let duration = self.run_step(&session, step, index == total, observer).await?;
+            let duration = self
+                .run_step(&session, step, index == total, observer)
+                .await?;
             let m = step.migration();
             report.to = match step {
                 Step::Apply(_) => Some(m.version),
