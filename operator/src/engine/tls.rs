@@ -705,10 +705,16 @@ fn client_config(check: Check) -> Result<ClientConfig, rustls::Error> {
         Check::ChainAndName(roots) => builder.with_root_certificates(roots),
         Check::Chain(roots) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly { roots, algorithms })),
+            .with_custom_certificate_verifier(Arc::new(RelaxedVerifier {
+                chain_to: Some(roots),
+                algorithms,
+            })),
         Check::Nothing => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { algorithms })),
+            .with_custom_certificate_verifier(Arc::new(RelaxedVerifier {
+                chain_to: None,
+                algorithms,
+            })),
     };
     let mut config = builder.with_no_client_auth();
     // PostgreSQL 17 checks the protocol name when the client sends one, and
@@ -717,59 +723,20 @@ fn client_config(check: Check) -> Result<ClientConfig, rustls::Error> {
     Ok(config)
 }
 
-/// Takes any certificate, for `prefer` and `require` without roots, but
-/// still checks the handshake's signatures: those prove the server holds
-/// the key of the certificate it sent, which channel binding relies on.
+/// The checks rustls's own verifier cannot be told to make: for `prefer`
+/// and `require` without roots, no check of the certificate at all; for
+/// libpq's `verify-ca`, the chain to the roots but not the host name, for
+/// servers reached by a name or address their certificate does not hold.
+/// Either way the handshake's signatures are checked: they prove the server
+/// holds the key of the certificate it sent, which channel binding relies on.
 #[derive(Debug)]
-struct AnyCertificate {
+struct RelaxedVerifier {
+    /// `None` takes any certificate.
+    chain_to: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Checks that the certificate chains to one of the roots, but not the host
-/// name: libpq's `verify-ca`, for servers reached by a name or address
-/// their certificate does not hold.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for RelaxedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -778,14 +745,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let certificate = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &certificate,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.chain_to {
+            let certificate = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &certificate,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
