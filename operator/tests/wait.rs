@@ -31,10 +31,11 @@ fn two_tables() -> tempfile::TempDir {
 }
 
 /// A role with a password, owning a throwaway database's `public` schema.
-/// The role is declared first so that it is dropped after the database.
+/// Fields drop in declaration order: the database goes first, so the role
+/// owns nothing when it is dropped.
 struct Setup {
-    role: TestRole,
     db: TestDb,
+    role: TestRole,
 }
 
 impl Setup {
@@ -245,10 +246,11 @@ async fn reads_database_url_from_the_environment_and_prints_json() {
 
 #[tokio::test]
 async fn a_role_that_may_only_select_the_history_table_can_wait() {
+    // Declared first, so dropped last: it holds grants in the database.
+    let reader = TestRole::new(SECRET).await;
     let setup = Setup::new().await;
     let dir = two_tables();
     setup.migrate(dir.path(), Target::Latest).await;
-    let reader = TestRole::new(SECRET).await;
     // Not even USAGE on public beyond PostgreSQL's default, nor any other table.
     setup
         .db
