@@ -297,6 +297,142 @@ async fn eight_concurrent_runners_apply_each_migration_exactly_once() {
     );
 }
 
+/// Four reversible migrations; the second sleeps, so an upgrade holds the
+/// lock long enough for another runner to start behind it.
+fn four_tables_one_slow() -> tempfile::TempDir {
+    let mut files = Vec::new();
+    for (version, table) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        let sleep = if version == 2 {
+            "SELECT pg_sleep(2);\n"
+        } else {
+            ""
+        };
+        files.push((
+            format!("000{version}_create_{table}.up.sql"),
+            format!("{sleep}CREATE TABLE {table} (id int);"),
+        ));
+        files.push((
+            format!("000{version}_create_{table}.down.sql"),
+            format!("DROP TABLE {table};"),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(name, sql)| (name.as_str(), sql.as_str()))
+        .collect();
+    migrations_dir(&files)
+}
+
+async fn migration_lock_is_held(db: &TestDb) -> bool {
+    db.count(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+        > 0
+}
+
+#[tokio::test]
+async fn downgrade_steps_started_during_an_upgrade_count_from_where_the_upgrade_ends() {
+    // An upgrade of a fresh database holds the lock; a `downgrade --steps 1`
+    // starts behind it, when at most one migration is applied.
+    let db = TestDb::new().await;
+    let dir = four_tables_one_slow();
+    let cli = Schemaop::new(&db.url, dir.path());
+    let upgrade = tokio::spawn(run(cli.command(&["upgrade"])));
+    wait_until("the upgrade holds the lock", HANG_GUARD, async || {
+        migration_lock_is_held(&db).await
+    })
+    .await;
+    let downgrade = tokio::spawn(run(cli.command(&[
+        "--output",
+        "json",
+        "downgrade",
+        "--steps",
+        "1",
+    ])));
+
+    upgrade.await.expect("upgrade task").expect(exit::OK);
+    let downgrade = downgrade.await.expect("downgrade task").expect(exit::OK);
+
+    // One step back from where the upgrade ended, not from where it began.
+    let report = &downgrade.json()["report"];
+    assert_eq!(
+        report["steps"].as_array().expect("steps").len(),
+        1,
+        "{report}"
+    );
+    assert_eq!(
+        (report["from"].clone(), report["to"].clone()),
+        (4.into(), 3.into())
+    );
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+    assert!(table_exists(&db, "c").await && !table_exists(&db, "d").await);
+    assert_eq!(
+        audit(&db).await,
+        [
+            "1 up succeeded",
+            "2 up succeeded",
+            "3 up succeeded",
+            "4 up succeeded",
+            "4 down succeeded"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn eight_upgrades_and_eight_one_step_downgrades_each_move_by_their_own_steps() {
+    let db = TestDb::new().await;
+    let dir = four_tables_one_slow();
+    let cli = Schemaop::new(&db.url, dir.path());
+    let upgrades: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(run(cli.command(&["--output", "json", "upgrade"]))))
+        .collect();
+    let downgrades: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(run(cli.command(&[
+                "--output",
+                "json",
+                "downgrade",
+                "--steps",
+                "1",
+            ])))
+        })
+        .collect();
+
+    for upgrade in upgrades {
+        upgrade.await.expect("upgrade task").expect(exit::OK);
+    }
+    let mut reverted = 0;
+    for downgrade in downgrades {
+        let outcome = downgrade.await.expect("downgrade task");
+        match outcome.code {
+            // Each downgrade that ran reverted exactly one migration...
+            Some(0) => {
+                let steps = outcome.json()["report"]["steps"].as_array().unwrap().len();
+                assert_eq!(steps, 1, "{}", outcome.stdout);
+                reverted += 1;
+            }
+            // ...or found nothing applied when its turn came, and said so.
+            _ => {
+                let outcome = outcome.expect(exit::REFUSED);
+                assert_eq!(outcome.json()["error"]["reason"], "TargetNotFound");
+                assert!(
+                    outcome.stdout.contains("0 are applied"),
+                    "{}",
+                    outcome.stdout
+                );
+            }
+        }
+    }
+    let downs = audit(&db)
+        .await
+        .iter()
+        .filter(|line| line.ends_with("down succeeded"))
+        .count();
+    assert_eq!(downs, reverted);
+}
+
 // --- a runner killed mid-migration ----------------------------------------
 
 #[tokio::test]

@@ -112,17 +112,18 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Apply pending migrations up to a version (default: latest).
     Upgrade {
-        /// `latest` or a version.
+        /// `latest` (or `head`), a version, or `+N` for the next N pending migrations.
         #[arg(long, default_value = "latest")]
         to: Target,
     },
     /// Revert migrations down to a version, or by a number of steps.
     Downgrade {
-        /// The version to end at (`base` reverts everything).
+        /// The version to end at (`base` reverts everything), or `-N` to revert N.
         #[arg(long, conflicts_with = "steps", required_unless_present = "steps")]
         to: Option<Target>,
-        /// How many applied migrations to revert.
-        #[arg(long)]
+        /// How many applied migrations to revert, counted once the run holds
+        /// the migration lock.
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         steps: Option<usize>,
     },
     /// Print the database's current version.
@@ -248,6 +249,7 @@ pub fn exit_code(error: &Error) -> u8 {
         | Error::NotUtf8 { .. }
         | Error::TransactionControl { .. } => exit::INVALID_SOURCE,
         Error::TargetNotFound { .. }
+        | Error::NotEnoughSteps { .. }
         | Error::ChecksumMismatch(_)
         | Error::MissingMigrations(_)
         | Error::OutOfOrder { .. }
@@ -293,10 +295,8 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
         Command::Downgrade { to, steps } => {
             let target = match (to, steps) {
                 (Some(to), _) => to,
-                (None, Some(steps)) => {
-                    let session = migrator.connect().await?;
-                    engine::plan::target_steps_back(&migrator.history(&session).await?, steps)
-                }
+                // Counted under the lock, on the history the run reads there.
+                (None, Some(steps)) => Target::Back(steps),
                 (None, None) => Target::Latest,
             };
             let report = migrator

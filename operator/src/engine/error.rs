@@ -98,6 +98,24 @@ pub enum Error {
     TargetNotFound { target: String, known: String },
 
     #[error(
+        "target {target} needs {steps} {direction} migration{s}, and {available} {is} {direction}; {next}",
+        steps = target.to_string().trim_start_matches(['+', '-']).to_string(),
+        s = if target.to_string() == "+1" || target.to_string() == "-1" { "" } else { "s" },
+        is = if *available == 1 { "is" } else { "are" },
+        next = if *direction == "applied" {
+            "use `base` to revert everything, or fewer steps"
+        } else {
+            "use `latest` to apply everything, or fewer steps"
+        }
+    )]
+    NotEnoughSteps {
+        target: super::plan::Target,
+        available: usize,
+        /// `pending` or `applied`.
+        direction: &'static str,
+    },
+
+    #[error(
         "applied migrations changed since they ran: {}; restore the files, or accept the new text with \
          `schemaop repair --accept-checksum VERSION`",
         describe_drift(.0)
@@ -225,7 +243,7 @@ impl Error {
             | Error::EmptyFile { .. }
             | Error::NotUtf8 { .. }
             | Error::TransactionControl { .. } => "InvalidSource",
-            Error::TargetNotFound { .. } => "TargetNotFound",
+            Error::TargetNotFound { .. } | Error::NotEnoughSteps { .. } => "TargetNotFound",
             Error::ChecksumMismatch(_) => "ChecksumMismatch",
             Error::MissingMigrations(_) => "MissingMigrations",
             Error::OutOfOrder { .. } => "OutOfOrder",

@@ -224,33 +224,35 @@ impl<'s> Migrator<'s> {
         observer: &(dyn Fn(Event<'_>) + Send + Sync),
     ) -> Result<RunReport> {
         let session = self.connect().await?;
-        let history = self.history(&session).await?;
         let options = self.plan_options(direction);
-        match plan::plan(self.source, &history, target, options) {
-            Ok(plan) if plan.is_up_to_date() => {
+        // The one decision taken before the lock: a database already at an
+        // absolute target has nothing to do, and waiting for the lock would
+        // only queue behind other runners. Steps count from wherever the
+        // database is once the lock is ours, so they never take this path.
+        if !matches!(target, Target::Forward(_) | Target::Back(_)) {
+            let history = self.history(&session).await?;
+            if let Ok(plan) = plan::plan(self.source, &history, target, options)
+                && plan.is_up_to_date()
+            {
                 return Ok(RunReport {
                     from: plan.current,
                     to: plan.current,
                     steps: Vec::new(),
                 });
             }
-            Ok(_) => {}
-            // Only the runner that holds the lock can tell an interrupted
-            // migration from one that another runner is running right now.
-            Err(Error::Blocked { .. }) => {}
-            // Refuse before writing anything, history tables included.
-            Err(error) => return Err(error),
         }
 
         let key = self.lock_key();
         self.lock(&session, key, observer).await?;
+        // Everything that depends on the history is decided on what it says
+        // now: while we waited, another runner may have moved the database
+        // either way. A refusal leaves the database as it was, history tables
+        // included; closing the session frees the lock.
+        let history = self.history(&session).await?;
+        let plan = plan::plan(self.source, &history, target, options)?;
         if !history.exists {
             self.create_tables(&session).await?;
         }
-        // Under the lock the history may have moved: another runner may have
-        // done the work while we waited.
-        let history = self.history(&session).await?;
-        let plan = plan::plan(self.source, &history, target, options)?;
         observer(Event::Planned { plan: &plan });
         let total = plan.steps.len();
         let mut report = RunReport {
@@ -343,15 +345,15 @@ impl<'s> Migrator<'s> {
     /// adopt a database whose schema already exists; migrations above the
     /// target are forgotten. Audited.
     pub async fn stamp(&self, target: Target) -> Result<(Option<Version>, usize, usize)> {
-        let target = plan::resolve_target(self.source, target)?;
         let session = self.connect().await?;
         let key = self.lock_key();
         self.lock(&session, key, &|_| {}).await?;
-        self.create_tables(&session).await?;
         let history = self.history(&session).await?;
         if let Some(error) = plan::blocked(&history) {
             return Err(error);
         }
+        let target = plan::resolve_target(self.source, &history, target)?;
+        self.create_tables(&session).await?;
         let table = &self.options.history;
         let actor = &self.options.actor;
         let mut script = String::from(TX_PREFIX);

@@ -18,17 +18,37 @@ pub enum Target {
     /// Before every migration: all reverted.
     Base,
     Version(Version),
+    /// `+N`: the next N pending migrations, counted on the history read
+    /// under the migration lock, never on one read before it.
+    Forward(usize),
+    /// `-N`: revert the last N applied migrations, counted on the history
+    /// read under the migration lock. Counting earlier is how a downgrade
+    /// that waited behind an upgrade once reverted everything that upgrade did.
+    Back(usize),
 }
 
 impl FromStr for Target {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let steps = |n: &str| match n.parse::<usize>() {
+            Ok(count) if count > 0 && n.bytes().all(|b| b.is_ascii_digit()) => Ok(count),
+            _ => Err(format!(
+                "{s:?} is not a number of steps: use +N or -N with N at least 1, such as +1 or -2"
+            )),
+        };
         match s {
             "latest" | "head" => Ok(Target::Latest),
             "base" | "0" => Ok(Target::Base),
+            // A sign always means steps: `+1` read as version 1 once sent
+            // people to the wrong version.
+            _ if s.starts_with('+') => steps(&s[1..]).map(Target::Forward),
+            _ if s.starts_with('-') => steps(&s[1..]).map(Target::Back),
             v => v.parse().map(Target::Version).map_err(|_| {
-                format!("{v:?} is not a target: use `latest`, `base` or a version such as 20261121093000")
+                format!(
+                    "{v:?} is not a target: use `latest` (or `head`), `base`, a version such as 20261121093000, \
+                     or steps such as +1 or -1"
+                )
             }),
         }
     }
@@ -40,6 +60,8 @@ impl fmt::Display for Target {
             Target::Latest => f.write_str("latest"),
             Target::Base => f.write_str("base"),
             Target::Version(v) => v.fmt(f),
+            Target::Forward(n) => write!(f, "+{n}"),
+            Target::Back(n) => write!(f, "-{n}"),
         }
     }
 }
@@ -105,8 +127,14 @@ impl Plan<'_> {
     }
 }
 
-/// Resolves `target` against the source; a version must name a migration.
-pub fn resolve_target(source: &MigrationSource, target: Target) -> Result<Option<Version>> {
+/// Resolves `target` against the source and the history: a version must
+/// name a migration, and steps must exist. Call it with the history read
+/// under the migration lock.
+pub fn resolve_target(
+    source: &MigrationSource,
+    history: &History,
+    target: Target,
+) -> Result<Option<Version>> {
     match target {
         Target::Latest => Ok(source.latest()),
         Target::Base => Ok(None),
@@ -115,6 +143,29 @@ pub fn resolve_target(source: &MigrationSource, target: Target) -> Result<Option
             target: v.to_string(),
             known: describe_known(source),
         }),
+        Target::Forward(steps) => {
+            let pending = pending(source, history);
+            match pending.get(steps - 1) {
+                Some(m) => Ok(Some(m.version)),
+                None => Err(Error::NotEnoughSteps {
+                    target,
+                    available: pending.len(),
+                    direction: "pending",
+                }),
+            }
+        }
+        Target::Back(steps) => {
+            let applied: Vec<Version> = history.records.iter().map(|r| r.version).collect();
+            match applied.len().checked_sub(steps) {
+                Some(0) => Ok(None),
+                Some(i) => Ok(Some(applied[i - 1])),
+                None => Err(Error::NotEnoughSteps {
+                    target,
+                    available: applied.len(),
+                    direction: "applied",
+                }),
+            }
+        }
     }
 }
 
@@ -132,20 +183,6 @@ fn describe_known(source: &MigrationSource) -> String {
             versions[..3].join(", "),
             versions[n - 1]
         ),
-    }
-}
-
-/// The version `steps` migrations below the current one, for `downgrade --steps`.
-pub fn target_steps_back(history: &History, steps: usize) -> Target {
-    let applied: Vec<Version> = history
-        .records
-        .iter()
-        .filter(|r| r.state == RecordState::Applied)
-        .map(|r| r.version)
-        .collect();
-    match applied.len().checked_sub(steps + 1) {
-        Some(i) => Target::Version(applied[i]),
-        None => Target::Base,
     }
 }
 
@@ -227,7 +264,7 @@ pub fn plan<'a>(
     if !missing.is_empty() {
         return Err(Error::MissingMigrations(missing));
     }
-    let target = resolve_target(source, target)?;
+    let target = resolve_target(source, history, target)?;
     let current = history.current();
 
     if target >= current {
@@ -530,12 +567,46 @@ mod tests {
     }
 
     #[test]
-    fn steps_back_counts_applied_migrations() {
+    fn steps_count_from_the_history_they_are_given() {
         let s = source();
-        let history = applied(&s, &[1, 2, 3]);
-        assert_eq!(target_steps_back(&history, 1), Target::Version(Version(2)));
-        assert_eq!(target_steps_back(&history, 3), Target::Base);
-        assert_eq!(target_steps_back(&history, 7), Target::Base);
+        let down = PlanOptions {
+            direction: Direction::Down,
+            ..UP
+        };
+        // The same `-1` reverts one migration whatever the history says.
+        for (at, back_to) in [(&[1, 2][..], Some(1)), (&[1, 2, 3, 4][..], Some(3))] {
+            let one = plan(&s, &applied(&s, at), Target::Back(1), down).unwrap();
+            assert_eq!(one.steps.len(), 1, "from {at:?}");
+            assert_eq!(one.target, back_to.map(Version));
+        }
+        let two = plan(&s, &applied(&s, &[1, 2]), Target::Back(2), down).unwrap();
+        assert_eq!(versions(&two), vec![(true, 2), (true, 1)]);
+        assert_eq!(two.target, None);
+
+        let forward = plan(&s, &applied(&s, &[1]), Target::Forward(2), UP).unwrap();
+        assert_eq!(versions(&forward), vec![(false, 2), (false, 3)]);
+    }
+
+    #[test]
+    fn steps_beyond_the_history_are_refused_with_the_way_out() {
+        let s = source();
+        let down = PlanOptions {
+            direction: Direction::Down,
+            ..UP
+        };
+        let err = plan(&s, &applied(&s, &[1]), Target::Back(3), down).unwrap_err();
+        assert!(
+            matches!(err, Error::NotEnoughSteps { available: 1, .. }),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("-3") && message.contains("`base`"),
+            "{message}"
+        );
+
+        let err = plan(&s, &applied(&s, &[1, 2, 3]), Target::Forward(2), UP).unwrap_err();
+        assert!(err.to_string().contains("`latest`"), "{err}");
     }
 
     #[test]
@@ -543,6 +614,13 @@ mod tests {
         assert_eq!("latest".parse(), Ok(Target::Latest));
         assert_eq!("base".parse(), Ok(Target::Base));
         assert_eq!("0042".parse(), Ok(Target::Version(Version(42))));
+        assert_eq!("head".parse(), Ok(Target::Latest));
+        assert_eq!("+2".parse(), Ok(Target::Forward(2)));
+        assert_eq!("-1".parse(), Ok(Target::Back(1)));
         assert!("yesterday".parse::<Target>().is_err());
+        // A sign is never a version.
+        for bad in ["+0", "-0", "+", "-", "+-1", "++1", "+1.5", "- 1"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
     }
 }
