@@ -585,6 +585,26 @@ async fn transaction_control_in_a_transactional_migration_is_refused() {
 }
 
 #[tokio::test]
+async fn a_history_table_name_without_room_for_its_audit_log_is_a_usage_error() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    let long = "h".repeat(58);
+
+    let outcome = cli
+        .run(&["--history-table", &long, "upgrade"])
+        .await
+        .expect(exit::USAGE);
+
+    assert!(
+        outcome.stderr.contains("at most 57 bytes"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(relation_count(&db).await, 0);
+}
+
+#[tokio::test]
 async fn a_missing_migrations_folder_is_refused_naming_it() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("no-such-folder");

@@ -207,6 +207,20 @@ async fn a_failed_no_transaction_migration_blocks_until_repaired() {
         ),
         "{err}"
     );
+    // It says what may remain, not that nothing does.
+    let message = err.to_string();
+    for needle in [
+        "statement 1 stays applied",
+        "invalid index",
+        "WHERE NOT indisvalid",
+        "--mark-applied 2",
+    ] {
+        assert!(
+            message.contains(needle),
+            "{needle:?} missing from: {message}"
+        );
+    }
+    assert!(!message.contains("Nothing of"), "{message}");
     assert_eq!(
         db.scalar("SELECT state FROM schemaop_migrations WHERE version = 2")
             .await
@@ -316,6 +330,45 @@ async fn mark_applied_accepts_a_no_transaction_migration_finished_by_hand() {
         .unwrap();
     assert!(report.steps.is_empty());
     assert_eq!(report.from, Some(Version(2)));
+}
+
+#[tokio::test]
+async fn mark_reverted_refuses_an_applied_migration_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let source = source(&[
+        ("1_base.sql", "CREATE TABLE t (id int);"),
+        ("2_more.sql", "CREATE TABLE u (id int);"),
+    ]);
+    let migrator = db.migrator(&source, options());
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    let err = migrator
+        .repair(Repair::MarkReverted(Version(2)))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(
+            err,
+            Error::RepairApplied {
+                version: Version(2)
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schemaop downgrade"), "{err}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations").await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM schemaop_migrations_audit WHERE action = 'repair'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]

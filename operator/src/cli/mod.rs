@@ -79,8 +79,10 @@ pub struct GlobalArgs {
     #[arg(long, default_value = "public", global = true)]
     pub history_schema: String,
 
-    /// Name of the history table; the audit log is NAME_audit.
-    #[arg(long, default_value = "schemaop_migrations", global = true)]
+    /// Name of the history table; the audit log is NAME_audit, so NAME has
+    /// at most 57 bytes.
+    #[arg(long, default_value = "schemaop_migrations", global = true,
+          value_parser = |name: &str| HistoryTable::check_table_name(name).map(|()| name.to_string()))]
     pub history_table: String,
 
     /// How long a statement may wait for a lock before it is retried (lock_timeout).
@@ -246,6 +248,8 @@ pub fn exit_code(error: &Error) -> u8 {
         | Error::DuplicateVersion { .. }
         | Error::DownWithoutUp { .. }
         | Error::EmptyFile { .. }
+        | Error::VersionTooLarge { .. }
+        | Error::DanglingLink { .. }
         | Error::NotUtf8 { .. }
         | Error::TransactionControl { .. } => exit::INVALID_SOURCE,
         Error::TargetNotFound { .. }
@@ -257,7 +261,9 @@ pub fn exit_code(error: &Error) -> u8 {
         | Error::DowngradeNotAllowed { .. }
         | Error::UpgradeNotAllowed { .. }
         | Error::Blocked { .. }
-        | Error::NotInHistory { .. } => exit::REFUSED,
+        | Error::NotInHistory { .. }
+        | Error::RepairApplied { .. } => exit::REFUSED,
+        Error::InvalidHistoryTable { .. } => exit::USAGE,
         Error::InvalidUrl { .. }
         | Error::InvalidTls { .. }
         | Error::Unreachable { .. }

@@ -37,7 +37,15 @@ pub fn create(dir: &Path, args: &NewArgs) -> Result<Vec<PathBuf>, CliError> {
         ))
     })?;
     let existing = existing_versions(dir)?;
-    let (version, width) = next_version(&existing, args.sequential, jiff::Timestamp::now());
+    let (version, width) = next_version(&existing, args.sequential, jiff::Timestamp::now())
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "the newest version in {} is already the largest a version can be ({}); \
+                 no version can follow it. Renumber the folder's migrations before adding one",
+                dir.display(),
+                i64::MAX
+            ))
+        })?;
     let stem = format!("{:0width$}_{description}", version.0);
     let header = if args.no_transaction {
         "-- schemaop:no-transaction\n"
@@ -94,12 +102,13 @@ fn existing_versions(dir: &Path) -> Result<Vec<(Version, usize)>, CliError> {
 }
 
 /// The next version, and how many digits to pad it to, given the existing
-/// versions and the digits each file name spells it with.
+/// versions and the digits each file name spells it with; `None` when the
+/// newest version is `i64::MAX`.
 fn next_version(
     existing: &[(Version, usize)],
     sequential: bool,
     now: jiff::Timestamp,
-) -> (Version, usize) {
+) -> Option<(Version, usize)> {
     let latest = existing.iter().max().copied();
     let width = latest.map_or(
         if sequential { 4 } else { TIMESTAMP_DIGITS },
@@ -107,8 +116,12 @@ fn next_version(
     );
     let follows_sequence = sequential || (latest.is_some() && width < TIMESTAMP_DIGITS);
     let latest = latest.map(|(v, _)| v);
+    let after_latest = match latest {
+        Some(v) => Some(v.0.checked_add(1)?),
+        None => None,
+    };
     if follows_sequence {
-        return (Version(latest.map_or(1, |v| v.0 + 1)), width);
+        return Some((Version(after_latest.unwrap_or(1)), width));
     }
     let stamp: i64 = now
         .strftime("%Y%m%d%H%M%S")
@@ -117,8 +130,8 @@ fn next_version(
         .unwrap_or(1);
     // Two files made in the same second, or a clock behind the newest file,
     // must still sort after it.
-    let version = latest.map_or(stamp, |v| stamp.max(v.0 + 1));
-    (Version(version), TIMESTAMP_DIGITS)
+    let version = after_latest.map_or(stamp, |next| stamp.max(next));
+    Some((Version(version), TIMESTAMP_DIGITS))
 }
 
 /// `Add users!` becomes `add_users`.
@@ -152,24 +165,25 @@ mod tests {
         let s = source(&["0001_a.sql", "0002_b.sql"]);
         assert_eq!(
             next_version(&s, false, at("2026-11-21T09:30:00Z")),
-            (Version(3), 4)
+            Some((Version(3), 4))
         );
     }
 
     #[test]
     fn uses_a_utc_timestamp_in_a_timestamped_or_empty_folder() {
         let now = at("2026-11-21T09:30:00Z");
-        assert_eq!(next_version(&[], false, now), (Version(20261121093000), 14));
+        let expected = Some((Version(20261121093000), 14));
+        assert_eq!(next_version(&[], false, now), expected);
         let s = source(&["20261101000000_a.sql"]);
-        assert_eq!(next_version(&s, false, now), (Version(20261121093000), 14));
+        assert_eq!(next_version(&s, false, now), expected);
     }
 
     #[test]
     fn never_goes_backwards_when_the_clock_does() {
         let s = source(&["20301101000000_future.sql"]);
         assert_eq!(
-            next_version(&s, false, at("2026-11-21T09:30:00Z")).0,
-            Version(20301101000001)
+            next_version(&s, false, at("2026-11-21T09:30:00Z")).map(|(v, _)| v),
+            Some(Version(20301101000001))
         );
     }
 
@@ -177,8 +191,18 @@ mod tests {
     fn sequential_flag_starts_at_one() {
         assert_eq!(
             next_version(&[], true, at("2026-11-21T09:30:00Z")),
-            (Version(1), 4)
+            Some((Version(1), 4))
         );
+    }
+
+    #[test]
+    fn nothing_follows_the_largest_version() {
+        let now = at("2026-11-21T09:30:00Z");
+        let s = source(&["9223372036854775807_last.sql"]);
+        assert_eq!(next_version(&s, true, now), None);
+        assert_eq!(next_version(&s, false, now), None);
+        let s = source(&["9223372036854775806_almost.sql"]);
+        assert_eq!(next_version(&s, true, now), Some((Version(i64::MAX), 19)));
     }
 
     #[test]

@@ -375,9 +375,10 @@ pub struct History {
 
     /// The name of the history table; it is created if missing. Lower-case
     /// letters, digits and underscores, starting with a letter or an
-    /// underscore, at most 63 characters. Default: `schemaop_migrations`.
+    /// underscore, at most 57 characters, so that its audit log
+    /// `<table>_audit` fits PostgreSQL's 63. Default: `schemaop_migrations`.
     #[serde(default = "default_history_table")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = IDENTIFIER_PATTERN))]
+    #[schemars(length(min = 1, max = 57), regex(pattern = IDENTIFIER_PATTERN))]
     pub table: String,
 }
 

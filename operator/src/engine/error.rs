@@ -74,6 +74,19 @@ pub enum Error {
     )]
     DownWithoutUp { file: String },
 
+    #[error(
+        "{file}: the version is too large; versions go up to {max} (the largest 64-bit integer). \
+         Rename the file with a smaller version, such as a UTC timestamp like 20261121093000",
+        max = i64::MAX
+    )]
+    VersionTooLarge { file: String },
+
+    #[error(
+        "{file}: a link to {} which does not exist; restore the file it points to, or remove the link",
+        target.display()
+    )]
+    DanglingLink { file: String, target: PathBuf },
+
     #[error("{file}: the file is empty; write the migration's SQL or delete the file")]
     EmptyFile { file: String },
 
@@ -168,6 +181,16 @@ pub enum Error {
         error: String,
     },
 
+    #[error("{reason} (--history-table, or spec.history.table)")]
+    InvalidHistoryTable { reason: String },
+
+    #[error(
+        "migration {version} is applied; --mark-reverted is for a no-transaction migration that failed or was \
+         interrupted and left nothing behind. Forgetting an applied migration would run it again over its own \
+         effect: to undo it, use `schemaop downgrade`"
+    )]
+    RepairApplied { version: Version },
+
     #[error("version {version} is not in the history table; nothing to repair")]
     NotInHistory { version: Version },
 
@@ -200,8 +223,23 @@ pub enum Error {
         failure: Box<Failure>,
     },
 
-    #[error("migration {version} failed in {file}{statement}: {failure}. Nothing of a transactional migration stays; fix the file and run again",
-        statement = statement.map(|n| format!(" (statement {n})")).unwrap_or_default())]
+    #[error("migration {version} failed in {file}{at}: {failure}. {after}",
+        at = statement.map(|n| format!(" (statement {n})")).unwrap_or_default(),
+        after = match statement {
+            None => "Nothing of it stays: its transaction was rolled back; fix the file and run again".to_string(),
+            Some(n) => format!(
+                "It ran outside a transaction: {before}statement {n} may have left work behind, such as an \
+                 invalid index from a failed CREATE INDEX CONCURRENTLY (find it with `SELECT indexrelid::regclass \
+                 FROM pg_index WHERE NOT indisvalid`, and drop it). The migration is recorded as failed and blocks \
+                 further runs: put the database right, then run `schemaop repair --mark-applied {version}` if its \
+                 effect is complete, or `schemaop repair --mark-reverted {version}` if nothing of it is left",
+                before = match n {
+                    1 => String::new(),
+                    2 => "statement 1 stays applied, and ".to_string(),
+                    n => format!("statements 1 to {} stay applied, and ", n - 1),
+                },
+            ),
+        })]
     MigrationFailed {
         version: Version,
         file: String,
@@ -241,6 +279,8 @@ impl Error {
             | Error::DuplicateVersion { .. }
             | Error::DownWithoutUp { .. }
             | Error::EmptyFile { .. }
+            | Error::VersionTooLarge { .. }
+            | Error::DanglingLink { .. }
             | Error::NotUtf8 { .. }
             | Error::TransactionControl { .. } => "InvalidSource",
             Error::TargetNotFound { .. } | Error::NotEnoughSteps { .. } => "TargetNotFound",
@@ -252,6 +292,8 @@ impl Error {
             Error::UpgradeNotAllowed { .. } => "UpgradeNotAllowed",
             Error::Blocked { .. } => "MigrationBlocked",
             Error::NotInHistory { .. } => "NotInHistory",
+            Error::RepairApplied { .. } => "RepairRefused",
+            Error::InvalidHistoryTable { .. } => "InvalidHistoryTable",
             Error::InvalidUrl { .. } => "InvalidDatabaseUrl",
             Error::InvalidTls { .. } => "InvalidTlsSettings",
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => "DatabaseUnreachable",

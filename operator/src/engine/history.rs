@@ -171,6 +171,24 @@ impl HistoryTable {
         }
     }
 
+    /// PostgreSQL truncates names to 63 bytes: a longer `NAME_audit` would
+    /// silently become the same table as a name that differs only past the
+    /// cut, or as the state table itself.
+    pub fn check_table_name(table: &str) -> Result<(), String> {
+        const MAX: usize = 63 - "_audit".len();
+        if table.is_empty() {
+            return Err("the history table needs a name".into());
+        }
+        if table.len() > MAX {
+            return Err(format!(
+                "the history table name {table:?} has {} bytes; its audit log {table}_audit must fit \
+                 PostgreSQL's 63-byte names, so use at most {MAX} bytes",
+                table.len()
+            ));
+        }
+        Ok(())
+    }
+
     pub fn audit_table_name(&self) -> String {
         format!("{}_audit", self.table)
     }
@@ -420,6 +438,23 @@ mod tests {
             default.lock_key("app"),
             HistoryTable::new("public", "other").lock_key("app")
         );
+    }
+
+    #[test]
+    fn a_table_name_leaves_room_for_its_audit_log() {
+        let longest = "t".repeat(57);
+        assert_eq!(HistoryTable::check_table_name(&longest), Ok(()));
+        assert_eq!(
+            HistoryTable::new("public", &longest)
+                .audit_table_name()
+                .len(),
+            63
+        );
+        let err = HistoryTable::check_table_name(&"t".repeat(58)).unwrap_err();
+        assert!(err.contains("at most 57 bytes"), "{err}");
+        // Bytes, not characters: PostgreSQL truncates by bytes.
+        assert!(HistoryTable::check_table_name(&"é".repeat(29)).is_err());
+        assert!(HistoryTable::check_table_name("").is_err());
     }
 
     #[test]

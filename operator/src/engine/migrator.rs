@@ -163,6 +163,8 @@ impl<'s> Migrator<'s> {
     }
 
     pub async fn connect(&self) -> Result<Session> {
+        HistoryTable::check_table_name(&self.options.history.table)
+            .map_err(|reason| Error::InvalidHistoryTable { reason })?;
         self.database.connect(&self.options.session).await
     }
 
@@ -428,6 +430,9 @@ impl<'s> Migrator<'s> {
                 let record = history
                     .get(version)
                     .ok_or(Error::NotInHistory { version })?;
+                if record.state == RecordState::Applied {
+                    return Err(Error::RepairApplied { version });
+                }
                 let detail = format!("marked reverted (was {})", record.state);
                 (version, table.delete(version), detail)
             }

@@ -41,7 +41,20 @@ impl MigrationSource {
         for entry in std::fs::read_dir(dir).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".sql") || name.starts_with('.') || !entry.path().is_file() {
+            if !name.ends_with(".sql") || name.starts_with('.') {
+                continue;
+            }
+            // A link to nothing is a migration that went missing, not a
+            // file to skip: skipping it would make `verify` say "no gaps".
+            if entry.file_type().is_ok_and(|t| t.is_symlink())
+                && std::fs::metadata(entry.path()).is_err()
+            {
+                return Err(Error::DanglingLink {
+                    file: name,
+                    target: std::fs::read_link(entry.path()).unwrap_or_default(),
+                });
+            }
+            if !entry.path().is_file() {
                 continue;
             }
             let bytes = std::fs::read(entry.path()).map_err(read_error)?;
@@ -65,8 +78,7 @@ impl MigrationSource {
         let mut downs: BTreeMap<Version, (String, Script)> = BTreeMap::new();
 
         for (file, bytes) in files {
-            let name = parse_file_name(&file)
-                .ok_or_else(|| Error::InvalidFileName { file: file.clone() })?;
+            let name = parse_file_name(&file).ok_or_else(|| invalid_name(&file))?;
             let text =
                 String::from_utf8(bytes).map_err(|_| Error::NotUtf8 { file: file.clone() })?;
             if !sql::has_code(&text) {
@@ -165,6 +177,21 @@ fn parse_file_name(file: &str) -> Option<FileName<'_>> {
     })
 }
 
+/// Says why a name does not parse; a version past `i64::MAX` gets its own
+/// message, since its digits look right.
+fn invalid_name(file: &str) -> Error {
+    let digits: String = file.chars().take_while(char::is_ascii_digit).collect();
+    if file[digits.len()..].starts_with('_') && digits.parse::<i64>().is_err() && !digits.is_empty()
+    {
+        return Error::VersionTooLarge {
+            file: file.to_string(),
+        };
+    }
+    Error::InvalidFileName {
+        file: file.to_string(),
+    }
+}
+
 /// A `COMMIT` in the middle of a transactional migration would make half of it
 /// permanent and break the promise that a failed migration leaves nothing.
 fn reject_transaction_control(script: &Script) -> Result<()> {
@@ -251,6 +278,42 @@ mod tests {
                 "{name}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_version_past_the_largest_integer_is_called_too_large() {
+        let name = "9223372036854775808_big.sql";
+        let err = source(&[(name, "SELECT 1;")]).unwrap_err();
+        assert!(
+            matches!(&err, Error::VersionTooLarge { file } if file == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("9223372036854775807"), "{err}");
+        source(&[("9223372036854775807_largest.sql", "SELECT 1;")]).unwrap();
+    }
+
+    #[test]
+    fn a_link_to_a_missing_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1_a.sql"), "SELECT 1;").unwrap();
+        let kept = dir.path().join("store");
+        std::os::unix::fs::symlink(kept.join("gone.sql"), dir.path().join("2_b.sql")).unwrap();
+        let err = MigrationSource::from_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, Error::DanglingLink { file, .. } if file == "2_b.sql"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("gone.sql"), "{err}");
+        // A link to a file that exists is an ordinary migration.
+        std::fs::create_dir(&kept).unwrap();
+        std::fs::write(kept.join("gone.sql"), "SELECT 2;").unwrap();
+        assert_eq!(
+            MigrationSource::from_dir(dir.path())
+                .unwrap()
+                .migrations()
+                .len(),
+            2
+        );
     }
 
     #[test]
