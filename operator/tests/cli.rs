@@ -719,6 +719,139 @@ async fn an_invalid_url_exits_5_without_echoing_it() {
     }
 }
 
+/// Passwords made of pieces no message would hold by chance, joined by the
+/// characters URLs reserve, plus a space and non-ASCII letters.
+const NASTY_PASSWORDS: [&str; 8] = [
+    "Qz1@Wx2",
+    "Qz1:Wx2",
+    "Qz1/Wx2",
+    "Qz1%Wx2",
+    "Qz1#Wx2",
+    "Qz1 Wx2",
+    "Qz1\u{e9}\u{20ac}\u{1F511}Wx2",
+    "Qz1@Wx2:Ev3/Rt4%Yu5#Io6?Pa7 Sd8",
+];
+
+/// No piece of any nasty password, nor the non-ASCII characters of one.
+const PASSWORD_PIECES: [&str; 11] = [
+    "Qz1",
+    "Wx2",
+    "Ev3",
+    "Rt4",
+    "Yu5",
+    "Io6",
+    "Pa7",
+    "Sd8",
+    "\u{e9}",
+    "\u{20ac}",
+    "\u{1F511}",
+];
+
+#[tokio::test]
+async fn no_error_from_a_url_shows_any_piece_of_a_nasty_password() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let nobody = format!("schemaop_nobody_{}", std::process::id());
+    let server = url_as("u", "p", &db.name);
+    let server = server.split_once('@').expect("a URL with credentials").1;
+    let server = server.split_once('/').expect("a URL with a path").0;
+    for password in NASTY_PASSWORDS {
+        let encoded =
+            percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for written in [password.to_string(), encoded] {
+            for (path, url) in [
+                (
+                    "parse",
+                    format!("postgres://app:{written}@127.0.0.1:notaport/app"),
+                ),
+                (
+                    "dns",
+                    format!("postgres://app:{written}@schemaop-no-such-host.invalid:5432/app"),
+                ),
+                (
+                    "refused",
+                    format!("postgres://app:{written}@127.0.0.1:1/app"),
+                ),
+                (
+                    "auth",
+                    format!("postgres://{nobody}:{written}@{server}/{}", db.name),
+                ),
+            ] {
+                for output in ["human", "json"] {
+                    let outcome = Schemaop::new(&url, dir.path())
+                        .run(&["--output", output, "status"])
+                        .await
+                        .expect(exit::UNREACHABLE);
+                    for piece in PASSWORD_PIECES {
+                        assert!(
+                            !outcome.stdout.contains(piece) && !outcome.stderr.contains(piece),
+                            "{path}, {output}, password {password:?} written {written:?}: \
+                             {piece:?} was printed\n{outcome:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unencoded_at_in_the_password_is_refused_saying_how_to_encode_it() {
+    let dir = three_tables();
+    // From the report: the end of the password showed in a DNS error.
+    let url = "postgres://u:p@ss%w0rd@127.0.0.1/db";
+    let cli = Schemaop::new(url, dir.path());
+
+    let human = cli.run(&["status"]).await.expect(exit::UNREACHABLE);
+    for needle in ["password", "%40", "%25"] {
+        assert!(human.stderr.contains(needle), "{needle}: {}", human.stderr);
+    }
+    human.assert_never_shows("ss%w0rd");
+    human.assert_never_shows("w0rd");
+
+    let json = cli
+        .run(&["--output", "json", "status"])
+        .await
+        .expect(exit::UNREACHABLE);
+    json.assert_never_shows("w0rd");
+    let error = &json.json()["error"];
+    assert_eq!(error["reason"], "InvalidDatabaseUrl");
+    assert!(
+        error["message"].as_str().unwrap_or("").contains("%40"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sqlalchemy_urls_connect_with_the_driver_dropped() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let url = db.url.split_once("://").expect("a URL").1.to_string();
+    for scheme in [
+        "postgresql+asyncpg",
+        "postgresql+psycopg2",
+        "postgresql+psycopg",
+        "postgresql+pg8000",
+        "postgresql",
+        "postgres",
+    ] {
+        Schemaop::new(&format!("{scheme}://{url}"), dir.path())
+            .run(&["status"])
+            .await
+            .expect(exit::OK);
+    }
+    let outcome = Schemaop::new(&format!("mysql+pymysql://{url}"), dir.path())
+        .run(&["status"])
+        .await
+        .expect(exit::UNREACHABLE);
+    assert!(
+        outcome.stderr.contains("`mysql+pymysql://`"),
+        "{}",
+        outcome.stderr
+    );
+}
+
 #[tokio::test]
 async fn no_database_url_exits_5_saying_how_to_give_one() {
     let dir = three_tables();

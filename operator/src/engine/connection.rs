@@ -52,13 +52,15 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Parses a `postgres://` URL or a `key=value` connection string, with
+    /// Parses a `postgres://`, `postgresql://` or SQLAlchemy
+    /// `postgresql+DRIVER://` URL or a `key=value` connection string, with
     /// libpq's `sslmode` (all five) and `sslrootcert`, whose file it reads.
     /// The error never repeats the input, which may hold a password.
     pub fn from_url(url: &str) -> Result<Self> {
+        let url = super::database_url::normalize(url)?;
         // tokio-postgres's parser refuses verify-ca, verify-full and
         // sslrootcert: take them out and handle them here.
-        let params = TlsParams::strip(url);
+        let params = TlsParams::strip(&url);
         let config: Config =
             params
                 .rest

@@ -3,6 +3,7 @@
 //! drive it.
 
 pub mod connection;
+mod database_url;
 pub mod error;
 pub mod history;
 pub mod lock;
