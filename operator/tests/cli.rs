@@ -589,6 +589,49 @@ async fn a_failing_migration_exits_1_naming_file_and_line_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_literal_quoted_by_a_syntax_error_is_never_printed_or_stored() {
+    // PostgreSQL quotes the statement near a syntax error, literal and all.
+    let secret = "s3cr3t-in-a-literal";
+    for (file, sql) in [
+        (
+            "0001_role.sql",
+            format!("SELECT 1;\nCREATE ROLE r WITH LOGIN '{secret}';"),
+        ),
+        (
+            "0001_role.sql",
+            format!("-- schemaop:no-transaction\nSELECT 1;\nCREATE ROLE r WITH LOGIN '{secret}';"),
+        ),
+    ] {
+        let db = TestDb::new().await;
+        let dir = migrations_dir(&[(file, &sql)]);
+        let cli = Schemaop::new(&db.url, dir.path());
+
+        let human = cli.run(&["upgrade"]).await.expect(exit::FAILED);
+        human.assert_never_shows(secret);
+        for needle in ["0001_role.sql", "syntax error at or near", "line"] {
+            assert!(human.stderr.contains(needle), "{needle}: {}", human.stderr);
+        }
+        let json = cli.run(&["--output", "json", "upgrade"]).await;
+        assert_ne!(json.code, Some(0), "{json:?}");
+        json.assert_never_shows(secret);
+
+        let stored = column(
+            &db,
+            "SELECT coalesce(error, '') FROM public.schemaop_migrations \
+             UNION ALL SELECT coalesce(detail, '') FROM public.schemaop_migrations_audit",
+        )
+        .await;
+        assert!(
+            stored.iter().any(|text| text.contains("syntax error")),
+            "the failure is recorded: {stored:?}"
+        );
+        for text in &stored {
+            assert!(!text.contains(secret), "stored: {text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_lock_held_too_long_exits_6_and_changes_nothing() {
     let db = TestDb::new().await;
     let dir = three_tables();

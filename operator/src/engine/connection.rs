@@ -9,6 +9,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 
 use super::error::{Error, Failure, Result};
+use super::redact;
 use super::tls::{GIVEN_ROOTS, OpenError, Tls, TlsMode, TlsParams, TlsSettings};
 
 /// A database to connect to, parsed from a URL or built field by field.
@@ -266,7 +267,7 @@ pub fn database_error(action: &str, error: &tokio_postgres::Error) -> Error {
     }
 }
 
-/// What PostgreSQL said, with its position turned into a line and column of
+/// What PostgreSQL said, string literals hidden, with its position turned into a line and column of
 /// `script`. The shift is added to the position to make it count characters
 /// of the script rather than of the query string that was sent.
 pub fn failure(error: &tokio_postgres::Error, script: Option<(&str, isize)>) -> Failure {
@@ -294,11 +295,12 @@ pub fn failure(error: &tokio_postgres::Error, script: Option<(&str, isize)>) -> 
         }
         _ => (None, None),
     };
+    // Redacted here, once, so no printed, stored or audited copy holds them.
     Failure {
         code: db.code().code().to_string(),
-        message: db.message().to_string(),
-        detail: db.detail().map(str::to_string),
-        hint: db.hint().map(str::to_string),
+        message: redact::literals(db.message()),
+        detail: db.detail().map(redact::literals),
+        hint: db.hint().map(redact::literals),
         line,
         column,
     }

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod migration;
 pub mod migrator;
 pub mod plan;
+pub mod redact;
 pub mod source;
 pub mod sql;
 pub mod status;
