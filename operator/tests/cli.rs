@@ -632,6 +632,51 @@ async fn a_literal_quoted_by_a_syntax_error_is_never_printed_or_stored() {
 }
 
 #[tokio::test]
+async fn migration_text_stays_out_of_the_logs_at_every_level_unless_asked_for() {
+    let secret = "pw-secret-in-a-migration";
+    let role = format!("schemaop_logged_{}", std::process::id());
+    let dir = migrations_dir(&[
+        (
+            "0001_role.sql",
+            &format!("CREATE ROLE {role} LOGIN PASSWORD '{secret}';"),
+        ),
+        ("0002_drop_role.sql", &format!("DROP ROLE {role};")),
+    ]);
+    let runs: [(Option<&str>, &[&str]); 4] = [
+        (Some("debug"), &["upgrade"]),
+        (Some("trace"), &["upgrade"]),
+        (None, &["--log-level", "trace", "upgrade"]),
+        (
+            Some("tokio_postgres=trace"),
+            &["--log-level", "debug", "upgrade"],
+        ),
+    ];
+    for (rust_log, args) in runs {
+        let db = TestDb::new().await;
+        let cli = Schemaop::new(&db.url, dir.path());
+        let mut command = cli.command(args);
+        if let Some(rust_log) = rust_log {
+            command.env("RUST_LOG", rust_log);
+        }
+        let outcome = run(command).await.expect(exit::OK);
+        assert!(
+            outcome.stderr.contains(" DEBUG ") || outcome.stderr.contains(" TRACE "),
+            "{rust_log:?} {args:?} logs below info: {}",
+            outcome.stderr
+        );
+        outcome.assert_never_shows(secret);
+    }
+
+    // Asked for by name, the text is there: the check above can see it.
+    let db = TestDb::new().await;
+    let mut command =
+        Schemaop::new(&db.url, dir.path()).command(&["--log-level", "debug", "upgrade"]);
+    command.env("SCHEMAOP_LOG_SQL", "true");
+    let outcome = run(command).await.expect(exit::OK);
+    assert!(outcome.stderr.contains(secret), "{}", outcome.stderr);
+}
+
+#[tokio::test]
 async fn a_lock_held_too_long_exits_6_and_changes_nothing() {
     let db = TestDb::new().await;
     let dir = three_tables();

@@ -106,6 +106,11 @@ pub struct GlobalArgs {
     /// Log level for diagnostics on stderr (error, warn, info, debug).
     #[arg(long, default_value = "warn", global = true)]
     pub log_level: String,
+
+    /// Also log the text of every SQL statement at debug level. It prints
+    /// secrets (`CREATE ROLE ... PASSWORD`); for local debugging only.
+    #[arg(long, env = "SCHEMAOP_LOG_SQL", global = true)]
+    pub log_sql: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,7 +231,7 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(LogFormat::Text, &cli.global.log_level);
+    telemetry::init(LogFormat::Text, &cli.global.log_level, cli.global.log_sql);
     let reporter = Reporter::new(cli.global.output);
     match runtime.block_on(run(cli, &reporter)) {
         Ok(code) => ExitCode::from(code),
