@@ -49,7 +49,8 @@ pub struct RunArgs {
 
     /// Also log the text of every SQL statement at debug level. It prints
     /// secrets (`CREATE ROLE ... PASSWORD`); for debugging only.
-    #[arg(long, env = "SCHEMAOP_LOG_SQL")]
+    // Boolish, so SCHEMAOP_LOG_SQL=1 works as well as =true.
+    #[arg(long, env = "SCHEMAOP_LOG_SQL", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub log_sql: bool,
 
     /// How long the leader's lease lasts unrenewed: how soon a standby replica

@@ -671,7 +671,7 @@ async fn migration_text_stays_out_of_the_logs_at_every_level_unless_asked_for() 
     let db = TestDb::new().await;
     let mut command =
         Schemaop::new(&db.url, dir.path()).command(&["--log-level", "debug", "upgrade"]);
-    command.env("SCHEMAOP_LOG_SQL", "true");
+    command.env("SCHEMAOP_LOG_SQL", "1");
     let outcome = run(command).await.expect(exit::OK);
     assert!(outcome.stderr.contains(secret), "{}", outcome.stderr);
 }

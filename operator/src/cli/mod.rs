@@ -109,7 +109,8 @@ pub struct GlobalArgs {
 
     /// Also log the text of every SQL statement at debug level. It prints
     /// secrets (`CREATE ROLE ... PASSWORD`); for local debugging only.
-    #[arg(long, env = "SCHEMAOP_LOG_SQL", global = true)]
+    // Boolish, so SCHEMAOP_LOG_SQL=1 works as well as =true.
+    #[arg(long, env = "SCHEMAOP_LOG_SQL", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub log_sql: bool,
 }
 
