@@ -47,6 +47,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "info")]
     pub log_level: String,
 
+    /// Also log the text of every SQL statement at debug level. It prints
+    /// secrets (`CREATE ROLE ... PASSWORD`); for debugging only.
+    // Boolish, so SCHEMAOP_LOG_SQL=1 works as well as =true.
+    #[arg(long, env = "SCHEMAOP_LOG_SQL", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_sql: bool,
+
     /// How long the leader's lease lasts unrenewed: how soon a standby replica
     /// takes over from a leader that died.
     #[arg(long, default_value = "15s", value_parser = duration::parse_duration)]
@@ -76,7 +82,7 @@ pub enum OperatorError {
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
-    telemetry::init(args.log_format, &args.log_level);
+    telemetry::init(args.log_format, &args.log_level, args.log_sql);
 
     let client = Client::try_default()
         .await

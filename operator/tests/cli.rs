@@ -745,6 +745,94 @@ async fn a_failing_migration_exits_1_naming_file_and_line_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_literal_quoted_by_a_syntax_error_is_never_printed_or_stored() {
+    // PostgreSQL quotes the statement near a syntax error, literal and all.
+    let secret = "s3cr3t-in-a-literal";
+    for (file, sql) in [
+        (
+            "0001_role.sql",
+            format!("SELECT 1;\nCREATE ROLE r WITH LOGIN '{secret}';"),
+        ),
+        (
+            "0001_role.sql",
+            format!("-- schemaop:no-transaction\nSELECT 1;\nCREATE ROLE r WITH LOGIN '{secret}';"),
+        ),
+    ] {
+        let db = TestDb::new().await;
+        let dir = migrations_dir(&[(file, &sql)]);
+        let cli = Schemaop::new(&db.url, dir.path());
+
+        let human = cli.run(&["upgrade"]).await.expect(exit::FAILED);
+        human.assert_never_shows(secret);
+        for needle in ["0001_role.sql", "syntax error at or near", "line"] {
+            assert!(human.stderr.contains(needle), "{needle}: {}", human.stderr);
+        }
+        let json = cli.run(&["--output", "json", "upgrade"]).await;
+        assert_ne!(json.code, Some(0), "{json:?}");
+        json.assert_never_shows(secret);
+
+        let stored = column(
+            &db,
+            "SELECT coalesce(error, '') FROM public.schemaop_migrations \
+             UNION ALL SELECT coalesce(detail, '') FROM public.schemaop_migrations_audit",
+        )
+        .await;
+        assert!(
+            stored.iter().any(|text| text.contains("syntax error")),
+            "the failure is recorded: {stored:?}"
+        );
+        for text in &stored {
+            assert!(!text.contains(secret), "stored: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn migration_text_stays_out_of_the_logs_at_every_level_unless_asked_for() {
+    let secret = "pw-secret-in-a-migration";
+    let role = format!("schemaop_logged_{}", std::process::id());
+    let dir = migrations_dir(&[
+        (
+            "0001_role.sql",
+            &format!("CREATE ROLE {role} LOGIN PASSWORD '{secret}';"),
+        ),
+        ("0002_drop_role.sql", &format!("DROP ROLE {role};")),
+    ]);
+    let runs: [(Option<&str>, &[&str]); 4] = [
+        (Some("debug"), &["upgrade"]),
+        (Some("trace"), &["upgrade"]),
+        (None, &["--log-level", "trace", "upgrade"]),
+        (
+            Some("tokio_postgres=trace"),
+            &["--log-level", "debug", "upgrade"],
+        ),
+    ];
+    for (rust_log, args) in runs {
+        let db = TestDb::new().await;
+        let cli = Schemaop::new(&db.url, dir.path());
+        let mut command = cli.command(args);
+        if let Some(rust_log) = rust_log {
+            command.env("RUST_LOG", rust_log);
+        }
+        let outcome = run(command).await.expect(exit::OK);
+        assert!(
+            outcome.stderr.contains(" DEBUG ") || outcome.stderr.contains(" TRACE "),
+            "{rust_log:?} {args:?} logs below info: {}",
+            outcome.stderr
+        );
+        outcome.assert_never_shows(secret);
+    }
+
+    // Asked for by name, the text is there: the check above can see it.
+    let db = TestDb::new().await;
+    let mut command =
+        Schemaop::new(&db.url, dir.path()).command(&["--log-level", "debug", "upgrade"]);
+    command.env("SCHEMAOP_LOG_SQL", "1");
+    let outcome = run(command).await.expect(exit::OK);
+    assert!(outcome.stderr.contains(secret), "{}", outcome.stderr);
+}
+
+#[tokio::test]
 async fn a_lock_held_too_long_exits_6_and_changes_nothing() {
     let db = TestDb::new().await;
     let dir = three_tables();
@@ -873,6 +961,139 @@ async fn an_invalid_url_exits_5_without_echoing_it() {
             outcome.assert_never_shows(SECRET);
         }
     }
+}
+
+/// Passwords made of pieces no message would hold by chance, joined by the
+/// characters URLs reserve, plus a space and non-ASCII letters.
+const NASTY_PASSWORDS: [&str; 8] = [
+    "Qz1@Wx2",
+    "Qz1:Wx2",
+    "Qz1/Wx2",
+    "Qz1%Wx2",
+    "Qz1#Wx2",
+    "Qz1 Wx2",
+    "Qz1\u{e9}\u{20ac}\u{1F511}Wx2",
+    "Qz1@Wx2:Ev3/Rt4%Yu5#Io6?Pa7 Sd8",
+];
+
+/// No piece of any nasty password, nor the non-ASCII characters of one.
+const PASSWORD_PIECES: [&str; 11] = [
+    "Qz1",
+    "Wx2",
+    "Ev3",
+    "Rt4",
+    "Yu5",
+    "Io6",
+    "Pa7",
+    "Sd8",
+    "\u{e9}",
+    "\u{20ac}",
+    "\u{1F511}",
+];
+
+#[tokio::test]
+async fn no_error_from_a_url_shows_any_piece_of_a_nasty_password() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let nobody = format!("schemaop_nobody_{}", std::process::id());
+    let server = url_as("u", "p", &db.name);
+    let server = server.split_once('@').expect("a URL with credentials").1;
+    let server = server.split_once('/').expect("a URL with a path").0;
+    for password in NASTY_PASSWORDS {
+        let encoded =
+            percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for written in [password.to_string(), encoded] {
+            for (path, url) in [
+                (
+                    "parse",
+                    format!("postgres://app:{written}@127.0.0.1:notaport/app"),
+                ),
+                (
+                    "dns",
+                    format!("postgres://app:{written}@schemaop-no-such-host.invalid:5432/app"),
+                ),
+                (
+                    "refused",
+                    format!("postgres://app:{written}@127.0.0.1:1/app"),
+                ),
+                (
+                    "auth",
+                    format!("postgres://{nobody}:{written}@{server}/{}", db.name),
+                ),
+            ] {
+                for output in ["human", "json"] {
+                    let outcome = Schemaop::new(&url, dir.path())
+                        .run(&["--output", output, "status"])
+                        .await
+                        .expect(exit::UNREACHABLE);
+                    for piece in PASSWORD_PIECES {
+                        assert!(
+                            !outcome.stdout.contains(piece) && !outcome.stderr.contains(piece),
+                            "{path}, {output}, password {password:?} written {written:?}: \
+                             {piece:?} was printed\n{outcome:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unencoded_at_in_the_password_is_refused_saying_how_to_encode_it() {
+    let dir = three_tables();
+    // From the report: the end of the password showed in a DNS error.
+    let url = "postgres://u:p@ss%w0rd@127.0.0.1/db";
+    let cli = Schemaop::new(url, dir.path());
+
+    let human = cli.run(&["status"]).await.expect(exit::UNREACHABLE);
+    for needle in ["password", "%40", "%25"] {
+        assert!(human.stderr.contains(needle), "{needle}: {}", human.stderr);
+    }
+    human.assert_never_shows("ss%w0rd");
+    human.assert_never_shows("w0rd");
+
+    let json = cli
+        .run(&["--output", "json", "status"])
+        .await
+        .expect(exit::UNREACHABLE);
+    json.assert_never_shows("w0rd");
+    let error = &json.json()["error"];
+    assert_eq!(error["reason"], "InvalidDatabaseUrl");
+    assert!(
+        error["message"].as_str().unwrap_or("").contains("%40"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sqlalchemy_urls_connect_with_the_driver_dropped() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let url = db.url.split_once("://").expect("a URL").1.to_string();
+    for scheme in [
+        "postgresql+asyncpg",
+        "postgresql+psycopg2",
+        "postgresql+psycopg",
+        "postgresql+pg8000",
+        "postgresql",
+        "postgres",
+    ] {
+        Schemaop::new(&format!("{scheme}://{url}"), dir.path())
+            .run(&["status"])
+            .await
+            .expect(exit::OK);
+    }
+    let outcome = Schemaop::new(&format!("mysql+pymysql://{url}"), dir.path())
+        .run(&["status"])
+        .await
+        .expect(exit::UNREACHABLE);
+    assert!(
+        outcome.stderr.contains("`mysql+pymysql://`"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[tokio::test]

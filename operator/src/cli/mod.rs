@@ -108,6 +108,12 @@ pub struct GlobalArgs {
     /// Log level for diagnostics on stderr (error, warn, info, debug).
     #[arg(long, default_value = "warn", global = true)]
     pub log_level: String,
+
+    /// Also log the text of every SQL statement at debug level. It prints
+    /// secrets (`CREATE ROLE ... PASSWORD`); for local debugging only.
+    // Boolish, so SCHEMAOP_LOG_SQL=1 works as well as =true.
+    #[arg(long, env = "SCHEMAOP_LOG_SQL", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub log_sql: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,7 +235,7 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(LogFormat::Text, &cli.global.log_level);
+    telemetry::init(LogFormat::Text, &cli.global.log_level, cli.global.log_sql);
     let reporter = Reporter::new(cli.global.output);
     match runtime.block_on(run(cli, &reporter)) {
         Ok(code) => ExitCode::from(code),

@@ -9,6 +9,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 
 use super::error::{Error, Failure, Result};
+use super::redact;
 use super::tls::{GIVEN_ROOTS, OpenError, Tls, TlsMode, TlsParams, TlsSettings};
 
 /// A database to connect to, parsed from a URL or built field by field.
@@ -52,13 +53,15 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Parses a `postgres://` URL or a `key=value` connection string, with
+    /// Parses a `postgres://`, `postgresql://` or SQLAlchemy
+    /// `postgresql+DRIVER://` URL or a `key=value` connection string, with
     /// libpq's `sslmode` (all five) and `sslrootcert`, whose file it reads.
     /// The error never repeats the input, which may hold a password.
     pub fn from_url(url: &str) -> Result<Self> {
+        let url = super::database_url::normalize(url)?;
         // tokio-postgres's parser refuses verify-ca, verify-full and
         // sslrootcert: take them out and handle them here.
-        let params = TlsParams::strip(url);
+        let params = TlsParams::strip(&url);
         let config: Config =
             params
                 .rest
@@ -264,7 +267,7 @@ pub fn database_error(action: &str, error: &tokio_postgres::Error) -> Error {
     }
 }
 
-/// What PostgreSQL said, with its position turned into a line and column of
+/// What PostgreSQL said, string literals hidden, with its position turned into a line and column of
 /// `script`. The shift is added to the position to make it count characters
 /// of the script rather than of the query string that was sent.
 pub fn failure(error: &tokio_postgres::Error, script: Option<(&str, isize)>) -> Failure {
@@ -292,11 +295,12 @@ pub fn failure(error: &tokio_postgres::Error, script: Option<(&str, isize)>) -> 
         }
         _ => (None, None),
     };
+    // Redacted here, once, so no printed, stored or audited copy holds them.
     Failure {
         code: db.code().code().to_string(),
-        message: db.message().to_string(),
-        detail: db.detail().map(str::to_string),
-        hint: db.hint().map(str::to_string),
+        message: redact::literals(db.message()),
+        detail: db.detail().map(redact::literals),
+        hint: db.hint().map(redact::literals),
         line,
         column,
     }

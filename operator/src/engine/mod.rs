@@ -3,12 +3,14 @@
 //! drive it.
 
 pub mod connection;
+mod database_url;
 pub mod error;
 pub mod history;
 pub mod lock;
 pub mod migration;
 pub mod migrator;
 pub mod plan;
+pub mod redact;
 pub mod source;
 pub mod sql;
 pub mod status;

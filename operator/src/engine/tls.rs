@@ -254,35 +254,14 @@ fn strip_url(url: &str) -> Option<TlsParams> {
     Some(params)
 }
 
-/// `%XX` escapes as tokio-postgres decodes them: anything else, including
-/// a `%` not followed by two hex digits, stands for itself.
+/// `%XX` escapes as tokio-postgres decodes them, with the crate it uses, so
+/// both read the same value: anything else, including a `%` not followed by
+/// two hex digits, stands for itself.
 fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i + 1..i + 3) {
-            Some([high, low]) if bytes[i] == b'%' => hex_value(*high).zip(hex_value(*low)),
-            _ => None,
-        };
-        match escaped {
-            Some((high, low)) => {
-                out.push(high << 4 | low);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(|value| value.into_owned())
 }
 
 fn strip_key_values(connection: &str) -> TlsParams {
