@@ -246,7 +246,11 @@ pub fn exit_code(error: &Error) -> u8 {
         | Error::DownWithoutUp { .. }
         | Error::EmptyFile { .. }
         | Error::NotUtf8 { .. }
-        | Error::TransactionControl { .. } => exit::INVALID_SOURCE,
+        | Error::TransactionControl { .. }
+        | Error::TransactionControlWithoutTransaction { .. }
+        | Error::CopyFromStdin { .. }
+        | Error::PsqlMetaCommand { .. }
+        | Error::UnreadableSql { .. } => exit::INVALID_SOURCE,
         Error::TargetNotFound { .. }
         | Error::ChecksumMismatch(_)
         | Error::MissingMigrations(_)

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod migration;
 pub mod migrator;
 pub mod plan;
+pub mod script_check;
 pub mod source;
 pub mod sql;
 pub mod status;
