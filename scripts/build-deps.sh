@@ -8,8 +8,12 @@
 # libclang there yourself, or point LIBCLANG_PATH at it).
 set -euo pipefail
 
-if ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1 \
-  || [ -n "${LIBCLANG_PATH:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
+if [ -n "${LIBCLANG_PATH:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
+  exit 0
+fi
+# Not a look for libclang*.so: libclang-cpp, which other packages bring, matches
+# that too, and bindgen also needs the headers libclang-dev depends on.
+if dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'ok installed'; then
   exit 0
 fi
 echo "[build-deps] installing libclang-dev for pg_query's bindgen" >&2
