@@ -12,9 +12,10 @@
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
-# ring, the TLS crypto library, compiles C: musl-gcc builds it for musl.
+# ring, the TLS crypto library, and pg_query, PostgreSQL's SQL scanner,
+# compile C: musl-gcc builds them for musl. pg_query's bindgen loads libclang.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools \
+    && apt-get install -y --no-install-recommends musl-tools libclang-dev \
     && rm -rf /var/lib/apt/lists/* \
     && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src

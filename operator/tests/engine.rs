@@ -870,3 +870,155 @@ async fn only_the_last_commit_of_a_run_waits_for_the_disk() {
         3
     );
 }
+
+/// Loads `files`; when they load, applies them, as an older engine did.
+/// Returns the load error, if any, and the run's outcome.
+async fn load_and_run(
+    db: &TestDb,
+    files: &[(&str, &str)],
+) -> Result<Result<(), String>, schemaop::engine::Error> {
+    let source =
+        MigrationSource::from_files(files.iter().map(|(n, t)| (*n, t.as_bytes().to_vec())))?;
+    let outcome = db
+        .migrator(&source, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await;
+    Ok(outcome.map(|_| ()).map_err(|e| e.to_string()))
+}
+
+#[tokio::test]
+async fn sql_standard_function_bodies_and_rules_apply_in_both_kinds_of_migration() {
+    let db = TestDb::new().await;
+    let source = source(&[
+        (
+            "1_function.sql",
+            "CREATE FUNCTION two() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND;\nCREATE TABLE a (x int);",
+        ),
+        (
+            "2_no_tx.sql",
+            "-- schemaop:no-transaction\n\
+             CREATE FUNCTION three() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 3 END; END;\n\
+             CREATE TABLE b (x int);\nCREATE TABLE c (x int);\n\
+             CREATE RULE r AS ON INSERT TO a DO ALSO (INSERT INTO b VALUES (NEW.x); INSERT INTO c VALUES (NEW.x));\n",
+        ),
+    ]);
+    db.migrator(&source, options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        db.scalar("SELECT two() + three()").await.as_deref(),
+        Some("5")
+    );
+    db.client()
+        .await
+        .batch_execute("INSERT INTO a VALUES (7)")
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM b JOIN c USING (x)").await, 1);
+}
+
+#[tokio::test]
+async fn a_commit_after_a_typed_literal_is_refused_and_nothing_is_left() {
+    let db = TestDb::new().await;
+    // `a$e'\'` is a string of type a$e, not an E-string: the COMMIT is a statement.
+    let outcome = load_and_run(
+        &db,
+        &[(
+            "1_hidden_commit.sql",
+            "CREATE DOMAIN a$e AS text;\nCREATE TABLE t (x a$e DEFAULT a$e'\\');\nCOMMIT;\nCREATE TABLE u (y int DEFAULT 'x');\n",
+        )],
+    )
+    .await;
+
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname = 't'")
+            .await,
+        0,
+        "the failed migration left table t behind: {outcome:?}"
+    );
+    let err = outcome.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("1_hidden_commit.sql, line 3: COMMIT"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_no_transaction_migration_with_begin_is_refused_before_anything_runs() {
+    let db = TestDb::new().await;
+    let outcome = load_and_run(
+        &db,
+        &[(
+            "1_swallowed.sql",
+            "-- schemaop:no-transaction\nCREATE TABLE before_begin (id int);\nBEGIN;\nCREATE TABLE after_begin (id int);\n",
+        )],
+    )
+    .await;
+
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('before_begin', 'schemaop_migrations')"
+        )
+        .await,
+        0,
+        "statements ran: {outcome:?}"
+    );
+    let message = outcome.unwrap_err().to_string();
+    assert!(
+        message.starts_with("1_swallowed.sql, line 3: BEGIN")
+            && message.contains("each statement already runs on its own"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_begin_rollback_in_a_no_transaction_migration_is_refused_with_its_line() {
+    let db = TestDb::new().await;
+    let outcome = load_and_run(
+        &db,
+        &[(
+            "1_rollback.sql",
+            "-- schemaop:no-transaction\nBEGIN;\nCREATE TABLE x (id int);\nSELECT 1 / 0;\nROLLBACK;\n",
+        )],
+    )
+    .await;
+
+    let message = match outcome {
+        Err(e) => e.to_string(),
+        Ok(run) => panic!("loaded; the run said: {run:?}"),
+    };
+    assert!(
+        message.starts_with("1_rollback.sql, line 2: BEGIN"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn copy_from_stdin_and_meta_commands_are_refused_at_load_not_at_run() {
+    let db = TestDb::new().await;
+    for (file, sql, says) in [
+        (
+            "1_copy.sql",
+            "CREATE TABLE people (name text);\nCOPY people (name) FROM stdin;\nalice\nbob\n\\.\n",
+            "2: COPY ... FROM STDIN",
+        ),
+        (
+            "1_gexec.sql",
+            "CREATE TABLE a (id int);\nSELECT 'CREATE TABLE b ()' \\gexec\n",
+            "2: `\\gexec` is a psql meta-command",
+        ),
+    ] {
+        let outcome = load_and_run(&db, &[(file, sql)]).await;
+        let message = match outcome {
+            Err(e) => e.to_string(),
+            Ok(run) => panic!("{file} loaded; the run said: {run:?}"),
+        };
+        assert!(
+            message.starts_with(&format!("{file}, line {says}")),
+            "{message}"
+        );
+    }
+}

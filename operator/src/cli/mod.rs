@@ -257,7 +257,11 @@ pub fn exit_code(error: &Error) -> u8 {
         | Error::VersionTooLarge { .. }
         | Error::DanglingLink { .. }
         | Error::NotUtf8 { .. }
-        | Error::TransactionControl { .. } => exit::INVALID_SOURCE,
+        | Error::TransactionControl { .. }
+        | Error::TransactionControlWithoutTransaction { .. }
+        | Error::CopyFromStdin { .. }
+        | Error::PsqlMetaCommand { .. }
+        | Error::UnreadableSql { .. } => exit::INVALID_SOURCE,
         Error::TargetNotFound { .. }
         | Error::NotEnoughSteps { .. }
         | Error::ChecksumMismatch(_)

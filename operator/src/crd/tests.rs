@@ -735,7 +735,10 @@ fn history_names_are_plain_postgres_identifiers() {
     ));
     assert_admitted(&with(full(), "/spec/history/table", json!("a".repeat(57))));
     // The audit log is `<table>_audit`, which must fit PostgreSQL's 63 bytes.
-    let errors = admit(&with(full(), "/spec/history/table", json!("a".repeat(58))), None);
+    let errors = admit(
+        &with(full(), "/spec/history/table", json!("a".repeat(58))),
+        None,
+    );
     assert!(
         errors.iter().any(|e| e.starts_with(".spec.history.table:")),
         "a 58-character table should be refused, got {errors:?}"

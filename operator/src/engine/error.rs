@@ -95,14 +95,48 @@ pub enum Error {
 
     #[error(
         "{file}, line {line}: {keyword} inside a migration that runs in a transaction; \
-         remove it (each migration already gets its own transaction) or start the file with \
-         `-- schemaop:no-transaction` to run it statement by statement"
+         remove it: each migration already gets its own transaction. To run statements outside \
+         one, start the file with `-- schemaop:no-transaction` (and leave transaction control out)"
     )]
     TransactionControl {
         file: String,
         line: usize,
         keyword: String,
     },
+
+    #[error(
+        "{file}, line {line}: {keyword} in a migration marked no-transaction; remove it: each statement \
+         already runs on its own, and transaction control here would put the statements after it in a \
+         transaction the engine does not track (a BEGIN without COMMIT rolls them back, unreported). \
+         To run statements in one transaction, move them to a migration without the marker"
+    )]
+    TransactionControlWithoutTransaction {
+        file: String,
+        line: usize,
+        keyword: String,
+    },
+
+    #[error(
+        "{file}, line {line}: COPY ... FROM STDIN reads rows that only psql sends; write the rows \
+         as INSERT statements, or load the data with psql outside the migrations"
+    )]
+    CopyFromStdin { file: String, line: usize },
+
+    #[error(
+        "{file}, line {line}: `{command}` is a psql meta-command, which only psql understands; \
+         write it as SQL, or run this file with psql outside the migrations"
+    )]
+    PsqlMetaCommand {
+        file: String,
+        line: usize,
+        command: String,
+    },
+
+    #[error(
+        "{file}: PostgreSQL's scanner cannot read the SQL: {reason}; close the string, quoted name, \
+         dollar quote or comment it names"
+    )]
+    UnreadableSql { file: String, reason: String },
 
     // --- planning ---
     #[error(
@@ -282,7 +316,11 @@ impl Error {
             | Error::VersionTooLarge { .. }
             | Error::DanglingLink { .. }
             | Error::NotUtf8 { .. }
-            | Error::TransactionControl { .. } => "InvalidSource",
+            | Error::TransactionControl { .. }
+            | Error::TransactionControlWithoutTransaction { .. }
+            | Error::CopyFromStdin { .. }
+            | Error::PsqlMetaCommand { .. }
+            | Error::UnreadableSql { .. } => "InvalidSource",
             Error::TargetNotFound { .. } | Error::NotEnoughSteps { .. } => "TargetNotFound",
             Error::ChecksumMismatch(_) => "ChecksumMismatch",
             Error::MissingMigrations(_) => "MissingMigrations",

@@ -83,9 +83,19 @@ pub struct Script {
 pub const NO_TRANSACTION_DIRECTIVES: [&str; 2] =
     ["-- schemaop:no-transaction", "-- no-transaction"];
 
+/// A UTF-8 byte-order mark, which some editors put at the start of a file.
+const BOM: char = '\u{feff}';
+
 impl Script {
+    /// A leading byte-order mark is dropped before anything reads the SQL
+    /// (PostgreSQL would take it for part of a name) and before the checksum:
+    /// adding or removing one is an editor setting, not an edit. No file with
+    /// one could run before, so no stored checksum includes one.
     pub fn new(file: impl Into<String>, sql: impl Into<String>) -> Self {
-        let sql = sql.into();
+        let mut sql = sql.into();
+        if sql.starts_with(BOM) {
+            sql.drain(..BOM.len_utf8());
+        }
         Script {
             file: file.into(),
             transactional: !has_no_transaction_directive(&sql),
@@ -98,7 +108,8 @@ impl Script {
 /// The directive counts in the comment block at the top of the file, before
 /// any SQL, which is where people put it and where sqlx looks.
 fn has_no_transaction_directive(sql: &str) -> bool {
-    for line in sql.lines().map(str::trim) {
+    // Lines end at LF, CRLF or a lone CR, as in the lexer's `--` comments.
+    for line in sql.split(['\n', '\r']).map(str::trim) {
         if line.is_empty() {
             continue;
         }
@@ -144,6 +155,19 @@ mod tests {
     fn checksum_ignores_line_endings() {
         assert_eq!(Checksum::of("a\r\nb\n"), Checksum::of("a\nb\n"));
         assert_ne!(Checksum::of("a\nb\n"), Checksum::of("a\nc\n"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_changes_neither_the_text_nor_the_checksum() {
+        let plain = Script::new("a.sql", "CREATE TABLE t ();");
+        let marked = Script::new("a.sql", "\u{feff}CREATE TABLE t ();");
+        assert_eq!(marked.sql, plain.sql);
+        assert_eq!(marked.checksum, plain.checksum);
+        // Files without one keep the checksum they were applied with.
+        assert_eq!(
+            plain.checksum.to_hex(),
+            "8f7546eb92f99623b073c127963b5f40272971088b9121255485aa8fb15a3599"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod migration;
 pub mod migrator;
 pub mod plan;
 pub mod redact;
+pub mod script_check;
 pub mod source;
 pub mod sql;
 pub mod status;

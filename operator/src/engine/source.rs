@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::error::{Error, Result};
 use super::migration::{Migration, Script, Version};
+use super::script_check;
 use super::sql;
 
 /// A validated, ordered set of migrations.
@@ -81,13 +82,11 @@ impl MigrationSource {
             let name = parse_file_name(&file).ok_or_else(|| invalid_name(&file))?;
             let text =
                 String::from_utf8(bytes).map_err(|_| Error::NotUtf8 { file: file.clone() })?;
-            if !sql::has_code(&text) {
+            let script = Script::new(file.clone(), text);
+            if !sql::has_code(&script.sql) {
                 return Err(Error::EmptyFile { file });
             }
-            let script = Script::new(file.clone(), text);
-            if script.transactional {
-                reject_transaction_control(&script)?;
-            }
+            script_check::check(&script)?;
             let slot = match name.direction {
                 Direction::Up | Direction::UpOnly => &mut ups,
                 Direction::Down => &mut downs,
@@ -190,26 +189,6 @@ fn invalid_name(file: &str) -> Error {
     Error::InvalidFileName {
         file: file.to_string(),
     }
-}
-
-/// A `COMMIT` in the middle of a transactional migration would make half of it
-/// permanent and break the promise that a failed migration leaves nothing.
-fn reject_transaction_control(script: &Script) -> Result<()> {
-    const CONTROL: [&str; 6] = ["BEGIN", "START", "COMMIT", "ROLLBACK", "END", "ABORT"];
-    for statement in sql::split_statements(&script.sql) {
-        if let Some(keyword) = sql::leading_keyword(statement.text)
-            && CONTROL.contains(&keyword.as_str())
-        {
-            let code_start = statement.text.len() - statement.text.trim_start().len();
-            let (line, _) = sql::line_col(&script.sql, statement.offset + code_start);
-            return Err(Error::TransactionControl {
-                file: script.file.clone(),
-                line,
-                keyword,
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -362,8 +341,6 @@ mod tests {
             matches!(&err, Error::TransactionControl { file, line: 3, keyword } if file == "1_a.sql" && keyword == "COMMIT"),
             "{err}"
         );
-        // Outside a transaction, the author owns transaction control.
-        source(&[("1_a.sql", "-- no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;")]).unwrap();
     }
 
     #[test]
@@ -380,5 +357,117 @@ mod tests {
     fn a_missing_folder_is_named() {
         let err = MigrationSource::from_dir(Path::new("/nonexistent/migrations")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/migrations"), "{err}");
+    }
+
+    #[test]
+    fn begin_atomic_is_not_transaction_control() {
+        let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\nCREATE TABLE t ();";
+        source(&[("1_a.sql", sql)]).unwrap();
+    }
+
+    #[test]
+    fn a_commit_after_an_identifier_ending_in_e_is_found() {
+        let err = source(&[(
+            "1_a.sql",
+            "CREATE DOMAIN a$e AS text;\nCREATE TABLE t (x a$e DEFAULT a$e'\\');\nCOMMIT;\nCREATE TABLE u (y text DEFAULT 'it''s');",
+        )])
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("1_a.sql, line 3: COMMIT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_transaction_control_in_a_no_transaction_migration() {
+        for (sql, line, keyword) in [
+            (
+                "-- no-transaction\nCREATE TABLE t ();\nBEGIN;\nCREATE TABLE u ();",
+                3,
+                "BEGIN",
+            ),
+            (
+                "-- no-transaction\nBEGIN;\nSELECT 1 / 0;\nROLLBACK;",
+                2,
+                "BEGIN",
+            ),
+            ("-- no-transaction\nSAVEPOINT s;", 2, "SAVEPOINT"),
+            (
+                "-- no-transaction\n\nprepare transaction 'x';",
+                3,
+                "PREPARE TRANSACTION",
+            ),
+        ] {
+            let err = source(&[("1_a.sql", sql)]).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("1_a.sql, line {line}: {keyword}")),
+                "{sql:?}: {message}"
+            );
+            assert!(
+                message.contains("each statement already runs on its own"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_copy_from_stdin_and_psql_meta_commands() {
+        for (sql, line, says) in [
+            (
+                "CREATE TABLE t (x text);\nCOPY t FROM stdin;\na\n\\.\n",
+                2,
+                "COPY ... FROM STDIN",
+            ),
+            (
+                "-- no-transaction\nCOPY t (x) FROM pstdin;",
+                2,
+                "COPY ... FROM STDIN",
+            ),
+            ("CREATE TABLE t ();\n\\i other.sql\n", 2, "\\i"),
+            ("SELECT 'CREATE TABLE u ()' \\gexec\n", 1, "\\gexec"),
+            ("\\set x 1\nSELECT 1;", 1, "\\set"),
+        ] {
+            let err = source(&[("1_a.sql", sql)]).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("1_a.sql, line {line}: ")) && message.contains(says),
+                "{sql:?}: {message}"
+            );
+        }
+        // Backslashes inside strings, comments and dollar quotes are text.
+        source(&[(
+            "1_a.sql",
+            "SELECT E'\\\\', '\\', $$\\i x$$; -- \\i y\n/* \\gexec */",
+        )])
+        .unwrap();
+        // COPY from a file on the server, or to stdout, is SQL.
+        source(&[("1_a.sql", "COPY t FROM '/tmp/data.csv';")]).unwrap();
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_stripped_and_the_marker_seen_after_it() {
+        let s = source(&[(
+            "1_a.sql",
+            "\u{feff}-- schemaop:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (x);",
+        )])
+        .unwrap();
+        let script = &s.migrations()[0].up;
+        assert!(!script.transactional);
+        assert!(script.sql.starts_with("-- schemaop"), "{:?}", script.sql);
+        let err = source(&[("1_a.sql", "\u{feff}\n")]).unwrap_err();
+        assert!(matches!(err, Error::EmptyFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_with_carriage_return_line_endings_is_not_empty() {
+        let s = source(&[("1_a.sql", "-- creates t\rCREATE TABLE t ();\r")]).unwrap();
+        assert!(s.migrations()[0].up.transactional);
+        let s = source(&[(
+            "1_a.sql",
+            "-- schemaop:no-transaction\rCREATE INDEX CONCURRENTLY i ON t (x);\r",
+        )])
+        .unwrap();
+        assert!(!s.migrations()[0].up.transactional);
     }
 }

@@ -1,0 +1,3 @@
+/* Block comments nest: /* inner; comment */ this is still a comment;
+   COMMIT; */
+CREATE TABLE nested_comments (id int /* a; comment */);

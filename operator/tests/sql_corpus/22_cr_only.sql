@@ -1,0 +1,1 @@
+-- Old Mac line endings: a comment ends at a lone CR.CREATE TABLE cr_only (id int);-- second commentCREATE TABLE cr_only_2 (id int);

@@ -1,0 +1,1 @@
+-- schemaop:no-transaction-- The marker is seen with CR-only endings too.CREATE TABLE cr_tx (id int);CREATE INDEX CONCURRENTLY cr_tx_id ON cr_tx (id);

@@ -1,0 +1,4 @@
+-- Empty statements between semicolons.
+;;
+CREATE TABLE after_empties (id int);;
+;

@@ -1,0 +1,3 @@
+-- refused at line 2
+\set ON_ERROR_STOP on
+CREATE TABLE a (id int);

@@ -1,0 +1,6 @@
+-- refused at line 6
+CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC
+  SELECT 1;
+END;
+CREATE TABLE a (id int);
+END;

@@ -1,0 +1,3 @@
+-- refused at line 2
+RELEASE SAVEPOINT s;
+CREATE TABLE a (id int);
