@@ -144,7 +144,8 @@ const TX_PREFIX: &str = "BEGIN;\n";
 
 /// Starts each step from the session settings the connection was opened
 /// with (its startup options), whatever an earlier migration `SET`: sent in
-/// the step's own round trip.
+/// the step's own round trip. Before `BEGIN`, in the same query string, it
+/// still belongs to the step's transaction, and runs again on each attempt.
 const RESET_SESSION: &str = "RESET lock_timeout;\nRESET statement_timeout;\n";
 
 /// Why a step's statement was given up on.
@@ -540,12 +541,12 @@ impl<'s> Migrator<'s> {
             // The newline before `;` ends a trailing `--` comment in the file.
             let commit = if last { "" } else { ASYNC_COMMIT };
             let text = format!(
-                "{TX_PREFIX}{RESET_SESSION}{}\n;\n{record}{audit}{commit}COMMIT;\n",
+                "{RESET_SESSION}{TX_PREFIX}{}\n;\n{record}{audit}{commit}COMMIT;\n",
                 script.sql
             );
             StepScript::Transactional {
                 text,
-                prefix_chars: TX_PREFIX.chars().count() + RESET_SESSION.chars().count(),
+                prefix_chars: RESET_SESSION.chars().count() + TX_PREFIX.chars().count(),
                 script,
             }
         } else {
