@@ -513,7 +513,7 @@ async fn a_lock_timeout_is_retried_until_the_lock_is_free() {
             lock_timeout: Duration::from_millis(100),
             ..Default::default()
         },
-        lock_retries: 20,
+        lock_retries: Some(20),
         retry_min_delay: Duration::from_millis(20),
         retry_max_delay: Duration::from_millis(100),
         ..options()
@@ -569,7 +569,7 @@ async fn a_lock_held_past_the_retry_budget_fails_cleanly() {
             lock_timeout: Duration::from_millis(50),
             ..Default::default()
         },
-        lock_retries: 2,
+        lock_retries: Some(2),
         retry_min_delay: Duration::from_millis(10),
         retry_max_delay: Duration::from_millis(20),
         ..options()
@@ -598,6 +598,132 @@ async fn a_lock_held_past_the_retry_budget_fails_cleanly() {
         db.count("SELECT count(*) FROM schemaop_migrations").await,
         0
     );
+}
+
+/// A table that a test connection keeps locked in an open transaction, as
+/// a long report would, so that any ALTER TABLE on it waits.
+async fn locked_table(db: &TestDb, application_name: &str) -> (tokio_postgres::Client, i32) {
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE busy (id int)")
+        .await
+        .unwrap();
+    let holder = common::connect(&format!("{}?application_name={application_name}", db.url)).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS SHARE MODE;")
+        .await
+        .unwrap();
+    let pid = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    (holder, pid)
+}
+
+fn short_lock_options() -> MigratorOptions {
+    MigratorOptions {
+        session: schemaop::engine::SessionSettings {
+            lock_timeout: Duration::from_millis(100),
+            ..Default::default()
+        },
+        lock_retries: Some(2),
+        retry_min_delay: Duration::from_millis(10),
+        retry_max_delay: Duration::from_millis(20),
+        ..options()
+    }
+}
+
+#[tokio::test]
+async fn a_migration_that_turns_lock_timeout_off_does_not_turn_it_off_for_the_next() {
+    let db = TestDb::new().await;
+    let (_holder, _) = locked_table(&db, "report").await;
+    let source = source(&[
+        (
+            "1_no_limit.sql",
+            "SET lock_timeout = 0;\nCREATE TABLE a ();",
+        ),
+        ("2_add_column.sql", "ALTER TABLE busy ADD COLUMN name text;"),
+    ]);
+
+    let migrator = db.migrator(&source, short_lock_options());
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        migrator.run(Target::Latest, Direction::Up, &quiet),
+    )
+    .await
+    .expect("migration 2 waited for the lock without a lock_timeout");
+
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::LockTimeout {
+                version: Version(2),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        db.scalar("SELECT max(version)::text FROM schemaop_migrations")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn a_migration_that_turns_statement_timeout_off_does_not_turn_it_off_for_the_next() {
+    let db = TestDb::new().await;
+    let source = source(&[
+        (
+            "1_no_limit.sql",
+            "SET statement_timeout = 0;\nCREATE TABLE a ();",
+        ),
+        ("2_slow.sql", "SELECT pg_sleep(30);"),
+    ]);
+    let options = MigratorOptions {
+        session: schemaop::engine::SessionSettings {
+            statement_timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+        ..options()
+    };
+
+    let migrator = db.migrator(&source, options);
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        migrator.run(Target::Latest, Direction::Up, &quiet),
+    )
+    .await
+    .expect("migration 2 ran without its statement_timeout");
+
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, Error::MigrationFailed { version: Version(2), failure, .. } if failure.code == "57014"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_timeout_error_names_the_session_holding_the_lock() {
+    let db = TestDb::new().await;
+    let (_holder, holder_pid) = locked_table(&db, "nightly-report").await;
+    let source = source(&[("1_add_column.sql", "ALTER TABLE busy ADD COLUMN name text;")]);
+
+    let err = db
+        .migrator(&source, short_lock_options())
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(&err, Error::LockTimeout { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("pid {holder_pid}")), "{message}");
+    assert!(message.contains("nightly-report"), "{message}");
+    assert!(message.contains("idle in transaction"), "{message}");
+    assert!(message.contains("query started"), "{message}");
 }
 
 #[tokio::test]

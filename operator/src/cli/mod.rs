@@ -86,16 +86,21 @@ pub struct GlobalArgs {
     pub history_table: String,
 
     /// How long a statement may wait for a lock before it is retried (lock_timeout).
-    #[arg(long, default_value = "5s", value_parser = duration::parse_duration, global = true)]
+    #[arg(long, default_value = "200ms", value_parser = duration::parse_duration, global = true)]
     pub lock_timeout: Duration,
 
     /// How long one statement may run (statement_timeout); 0 is no limit.
     #[arg(long, default_value = "0", value_parser = duration::parse_duration, global = true)]
     pub statement_timeout: Duration,
 
-    /// How many times to retry a migration that hit lock_timeout, with jittered backoff.
-    #[arg(long, default_value_t = 5, global = true)]
-    pub lock_retries: usize,
+    /// How long to keep retrying a migration that hit lock_timeout, with
+    /// jittered backoff, counted from its first attempt.
+    #[arg(long, default_value = "1m", value_parser = duration::parse_duration, global = true)]
+    pub lock_retry_budget: Duration,
+
+    /// At most this many retries within --lock-retry-budget; as many as fit if not given.
+    #[arg(long, global = true)]
+    pub lock_retries: Option<usize>,
 
     /// How long to wait for another runner's migration lock; 0 waits for ever.
     #[arg(long, default_value = "0", value_parser = duration::parse_duration, global = true)]
@@ -387,6 +392,7 @@ fn options(global: &GlobalArgs) -> MigratorOptions {
             ..SessionSettings::default()
         },
         allow_out_of_order: global.allow_out_of_order,
+        retry_budget: global.lock_retry_budget,
         lock_retries: global.lock_retries,
         lock_wait_timeout: duration::none_if_zero(global.lock_wait_timeout),
         actor,

@@ -406,8 +406,10 @@ pub struct Timeouts {
     /// How long a migration statement waits for a table lock before giving
     /// up (PostgreSQL's `lock_timeout`), so that a migration stuck behind a
     /// long transaction does not block the application's queries queued
-    /// behind it. The run then fails and is retried. `0` waits forever. At
-    /// most `24h`. Default: `5s`.
+    /// behind it. The migration is rolled back and tried again after a
+    /// jittered wait, for up to a minute; then the run fails, naming the
+    /// sessions in the way, and is retried. `0` waits forever. At most
+    /// `24h`. Default: `200ms`.
     #[serde(default = "default_lock_timeout")]
     #[schemars(length(min = 1, max = DURATION_MAX_LENGTH), regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) <= duration('24h')").message("must be at most 24h"))]
@@ -431,7 +433,7 @@ pub struct Timeouts {
 }
 
 fn default_lock_timeout() -> String {
-    "5s".to_owned()
+    "200ms".to_owned()
 }
 
 fn default_statement_timeout() -> String {

@@ -863,7 +863,7 @@ spec:
     assert_eq!(spec.target_revision, TargetRevision::Latest);
     assert!(!spec.allow_downgrade && !spec.allow_out_of_order && !spec.suspend);
     assert_eq!(spec.history, History::default());
-    assert_eq!(spec.timeouts.lock_timeout(), Ok(Duration::from_secs(5)));
+    assert_eq!(spec.timeouts.lock_timeout(), Ok(Duration::from_millis(200)));
     assert_eq!(spec.timeouts.statement_timeout(), Ok(Duration::ZERO));
     assert_eq!(
         spec.timeouts.run_deadline(),

@@ -37,7 +37,9 @@ pub struct SessionSettings {
 impl Default for SessionSettings {
     fn default() -> Self {
         SessionSettings {
-            lock_timeout: Duration::from_secs(5),
+            // Measured with benches/locks.rs: the application's queries
+            // queue behind a waiting ALTER for at most this long per attempt.
+            lock_timeout: Duration::from_millis(200),
             statement_timeout: None,
             application_name: "schemaop".into(),
             connect_timeout: Duration::from_secs(10),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::blockers::Blocker;
 use super::history::RecordState;
 use super::migration::Version;
 
@@ -283,12 +284,18 @@ pub enum Error {
     },
 
     #[error(
-        "migration {version} ({file}) gave up after {attempts} attempts: each time it waited longer than lock_timeout for a lock another session holds; find the blocking session in pg_stat_activity, or raise the lock timeout and retries (--lock-timeout and --lock-retries, or spec.timeouts.lockTimeout)"
+        "migration {version} ({file}) gave up after {attempts} attempts in {waited:.1?}: each time it waited longer than lock_timeout ({lock_timeout:?}) for a lock {held}; \
+         end that session or wait for it to finish, then run again, or give the migration more time (--lock-retry-budget and --lock-timeout, or spec.timeouts.lockTimeout)",
+        held = describe_blockers(blockers)
     )]
     LockTimeout {
         version: Version,
         file: String,
         attempts: usize,
+        waited: std::time::Duration,
+        lock_timeout: std::time::Duration,
+        /// The sessions last seen holding the locks it waited for.
+        blockers: Vec<Blocker>,
     },
 
     #[error("another runner still holds the migration lock after {waited:?}{holder}; wait for it to finish, or stop it",
@@ -368,6 +375,19 @@ fn join(versions: &[Version]) -> String {
         .map(Version::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn describe_blockers(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return "another session holds (look for it with pg_blocking_pids in pg_stat_activity)"
+            .into();
+    }
+    let held = blockers
+        .iter()
+        .map(Blocker::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("held by {held}")
 }
 
 fn describe_drift(drift: &[Drift]) -> String {

@@ -39,20 +39,23 @@ impl fmt::Display for LockHolder {
 }
 
 /// Waits for the lock, calling `on_wait` whenever the holder changes.
+/// Returns the session's backend pid, asked for in the same query, so that
+/// the sessions a migration waits on can be looked up without a round trip.
 pub async fn acquire(
     session: &Session,
     key: i64,
     poll: Duration,
     max_wait: Option<Duration>,
     mut on_wait: impl FnMut(Option<&LockHolder>),
-) -> Result<()> {
+) -> Result<i32> {
     // Set on the first poll: from then on the server notices within a second
     // when this runner dies mid-statement, and rolls back and frees the lock
     // instead of running to the end for nobody. PostgreSQL 14 added it.
     let try_lock = format!(
         "SELECT pg_try_advisory_lock({key}), \
          CASE WHEN current_setting('server_version_num')::int >= 140000 \
-         THEN set_config('client_connection_check_interval', '1000', false) END"
+         THEN set_config('client_connection_check_interval', '1000', false) END, \
+         pg_backend_pid()"
     );
     let started = Instant::now();
     let mut last_holder: Option<Option<LockHolder>> = None;
@@ -63,7 +66,7 @@ pub async fn acquire(
             .await
             .map_err(|e| database_error("taking the migration lock", &e))?;
         if first_value(&rows).as_deref() == Some("t") {
-            return Ok(());
+            return Ok(backend_pid(&rows));
         }
         let holder = holder(session, key).await?;
         if last_holder.as_ref() != Some(&holder) {
@@ -126,4 +129,14 @@ fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String
         tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
         _ => None,
     })
+}
+
+fn backend_pid(messages: &[tokio_postgres::SimpleQueryMessage]) -> i32 {
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(2)?.parse().ok(),
+            _ => None,
+        })
+        .unwrap_or(0)
 }

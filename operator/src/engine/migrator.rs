@@ -8,6 +8,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
+use super::blockers::{Blocker, Watch};
 use super::connection::{
     Database, Session, SessionSettings, database_error, failure, is_lock_timeout,
 };
@@ -25,9 +26,14 @@ pub struct MigratorOptions {
     pub history: HistoryTable,
     pub session: SessionSettings,
     pub allow_out_of_order: bool,
-    /// How many times a migration that hit `lock_timeout` is tried again.
-    pub lock_retries: usize,
+    /// How long a migration that hits `lock_timeout` keeps being tried
+    /// again, from its first attempt; see [`retry_delays`] for the waits.
+    pub retry_budget: Duration,
+    /// At most this many retries within the budget; `None`: as many as fit.
+    pub lock_retries: Option<usize>,
+    /// The first wait between attempts, before jitter adds up to as much again.
     pub retry_min_delay: Duration,
+    /// No wait between attempts is longer, jitter included.
     pub retry_max_delay: Duration,
     /// How often a waiting runner asks for the migration lock.
     pub lock_poll_interval: Duration,
@@ -43,9 +49,13 @@ impl Default for MigratorOptions {
             history: HistoryTable::default(),
             session: SessionSettings::default(),
             allow_out_of_order: false,
-            lock_retries: 5,
-            retry_min_delay: Duration::from_millis(200),
-            retry_max_delay: Duration::from_secs(10),
+            // Each attempt can stall the application's queries on the table
+            // for up to lock_timeout; the waits between attempts, never
+            // shorter than twice a 200ms lock_timeout, let its queue drain.
+            retry_budget: Duration::from_secs(60),
+            lock_retries: None,
+            retry_min_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(5),
             lock_poll_interval: Duration::from_millis(500),
             lock_wait_timeout: None,
             actor: "schemaop".into(),
@@ -131,6 +141,21 @@ enum StepScript<'m> {
 }
 
 const TX_PREFIX: &str = "BEGIN;\n";
+
+/// Starts each step from the session settings the connection was opened
+/// with (its startup options), whatever an earlier migration `SET`: sent in
+/// the step's own round trip. Before `BEGIN`, in the same query string, it
+/// still belongs to the step's transaction, and runs again on each attempt.
+const RESET_SESSION: &str = "RESET lock_timeout;\nRESET statement_timeout;\n";
+
+/// Why a step's statement was given up on.
+struct Attempts {
+    error: tokio_postgres::Error,
+    count: usize,
+    started: Instant,
+    /// The sessions last seen holding the locks it waited for.
+    blockers: Vec<Blocker>,
+}
 
 /// Every transactional step but a run's last commits without waiting for
 /// its WAL to reach disk: on most disks that wait is the largest cost of a
@@ -245,7 +270,7 @@ impl<'s> Migrator<'s> {
         }
 
         let key = self.lock_key();
-        self.lock(&session, key, observer).await?;
+        let pid = self.lock(&session, key, observer).await?;
         // Everything that depends on the history is decided on what it says
         // now: while we waited, another runner may have moved the database
         // either way. A refusal leaves the database as it was, history tables
@@ -266,7 +291,7 @@ impl<'s> Migrator<'s> {
             let index = i + 1;
             observer(Event::StepStarted { index, total, step });
             let duration = self
-                .run_step(&session, step, index == total, observer)
+                .run_step(&session, pid, step, index == total, observer)
                 .await?;
             let m = step.migration();
             report.to = match step {
@@ -467,7 +492,7 @@ impl<'s> Migrator<'s> {
         session: &Session,
         key: i64,
         observer: &(dyn Fn(Event<'_>) + Send + Sync),
-    ) -> Result<()> {
+    ) -> Result<i32> {
         lock::acquire(
             session,
             key,
@@ -523,19 +548,22 @@ impl<'s> Migrator<'s> {
             // The newline before `;` ends a trailing `--` comment in the file.
             let commit = if last { "" } else { ASYNC_COMMIT };
             let text = format!(
-                "{TX_PREFIX}{}\n;\n{record}{audit}{commit}COMMIT;\n",
+                "{RESET_SESSION}{TX_PREFIX}{}\n;\n{record}{audit}{commit}COMMIT;\n",
                 script.sql
             );
             StepScript::Transactional {
                 text,
-                prefix_chars: TX_PREFIX.chars().count(),
+                prefix_chars: RESET_SESSION.chars().count() + TX_PREFIX.chars().count(),
                 script,
             }
         } else {
-            let before = match step {
-                Step::Apply(_) => table.insert_started(m, actor),
-                Step::Revert(_) => table.set_state(m.version, RecordState::Reverting, None, None),
-            };
+            let before = RESET_SESSION.to_string()
+                + &match step {
+                    Step::Apply(_) => table.insert_started(m, actor),
+                    Step::Revert(_) => {
+                        table.set_state(m.version, RecordState::Reverting, None, None)
+                    }
+                };
             StepScript::NoTransaction { before, script }
         }
     }
@@ -557,6 +585,7 @@ impl<'s> Migrator<'s> {
     async fn run_step(
         &self,
         session: &Session,
+        pid: i32,
         step: Step<'s>,
         last: bool,
         observer: &(dyn Fn(Event<'_>) + Send + Sync),
@@ -569,8 +598,8 @@ impl<'s> Migrator<'s> {
                 prefix_chars,
                 script,
             } => {
-                let Err((error, attempts)) = self
-                    .send_retrying(session, &text, true, step, observer)
+                let Err(attempts) = self
+                    .send_retrying(session, pid, &text, true, step, observer)
                     .await
                 else {
                     return Ok(started.elapsed());
@@ -579,7 +608,6 @@ impl<'s> Migrator<'s> {
                     step,
                     script,
                     None,
-                    &error,
                     attempts,
                     Some((&script.sql, -(prefix_chars as isize))),
                 );
@@ -591,8 +619,8 @@ impl<'s> Migrator<'s> {
                     .execute(&before, "recording the migration as started")
                     .await?;
                 for (i, statement) in sql::split_statements(&script.sql).iter().enumerate() {
-                    if let Err((error, attempts)) = self
-                        .send_retrying(session, statement.text, false, step, observer)
+                    if let Err(attempts) = self
+                        .send_retrying(session, pid, statement.text, false, step, observer)
                         .await
                     {
                         let shift = script.sql[..statement.offset].chars().count() as isize;
@@ -600,7 +628,6 @@ impl<'s> Migrator<'s> {
                             step,
                             script,
                             Some(i + 1),
-                            &error,
                             attempts,
                             Some((&script.sql, shift)),
                         );
@@ -633,27 +660,42 @@ impl<'s> Migrator<'s> {
     }
 
     /// Sends `sql`, and sends it again after a jittered wait each time it
-    /// fails on `lock_timeout`, within the retry budget. A failure comes
-    /// back with the number of attempts made. In a transaction, each failed
-    /// attempt is rolled back before anything else runs.
+    /// fails on `lock_timeout`, while the retry budget lasts. In a
+    /// transaction, each failed attempt is rolled back before anything else
+    /// runs. An attempt still waiting after half of `lock_timeout` has the
+    /// sessions in its way looked up, for the error if the budget runs out.
     async fn send_retrying(
         &self,
         session: &Session,
+        pid: i32,
         sql: &str,
         in_transaction: bool,
         step: Step<'_>,
         observer: &(dyn Fn(Event<'_>) + Send + Sync),
-    ) -> std::result::Result<(), (tokio_postgres::Error, usize)> {
-        let mut retries = self.retry_delays();
+    ) -> std::result::Result<(), Attempts> {
+        let lock_timeout = self.options.session.lock_timeout;
+        let mut watch = Watch::new(&self.database, &self.options.session, pid);
+        let mut delays = retry_delays(&self.options);
+        let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let Err(error) = session.client.batch_execute(sql).await else {
+            let send = session.client.batch_execute(sql);
+            let result = if lock_timeout.is_zero() {
+                send.await
+            } else {
+                watch.wait(send, lock_timeout / 2, lock_timeout).await
+            };
+            let Err(error) = result else {
                 return Ok(());
             };
             if in_transaction {
                 let _ = session.client.batch_execute("ROLLBACK").await;
             }
-            match retries.next() {
+            // Another attempt only if it can end within the budget.
+            let next = delays
+                .next()
+                .filter(|d| started.elapsed() + *d + lock_timeout <= self.options.retry_budget);
+            match next {
                 Some(delay) if is_lock_timeout(&error) => {
                     observer(Event::Retrying {
                         step,
@@ -663,18 +705,16 @@ impl<'s> Migrator<'s> {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                _ => return Err((error, attempt)),
+                _ => {
+                    return Err(Attempts {
+                        error,
+                        count: attempt,
+                        started,
+                        blockers: watch.last_seen,
+                    });
+                }
             }
         }
-    }
-
-    fn retry_delays(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.options.retry_min_delay)
-            .with_max_delay(self.options.retry_max_delay)
-            .with_max_times(self.options.lock_retries)
-            .with_jitter()
-            .build()
     }
 
     fn step_error(
@@ -682,15 +722,18 @@ impl<'s> Migrator<'s> {
         step: Step<'_>,
         script: &Script,
         statement: Option<usize>,
-        error: &tokio_postgres::Error,
-        attempts: usize,
+        attempts: Attempts,
         position: Option<(&str, isize)>,
     ) -> Error {
+        let error = &attempts.error;
         if is_lock_timeout(error) {
             return Error::LockTimeout {
                 version: step.migration().version,
                 file: script.file.clone(),
-                attempts,
+                attempts: attempts.count,
+                waited: attempts.started.elapsed(),
+                lock_timeout: self.options.session.lock_timeout,
+                blockers: attempts.blockers,
             };
         }
         if error.as_db_error().is_none() {
@@ -728,6 +771,24 @@ impl<'s> Migrator<'s> {
     }
 }
 
+/// The waits between attempts: exponential from `retry_min_delay`, with
+/// jitter so that runners blocked together do not all come back at once.
+/// backon's jitter adds up to the delay itself on top of it, so the
+/// exponential part stops at half of `retry_max_delay`: every wait, jitter
+/// included, stays within the maximum.
+fn retry_delays(options: &MigratorOptions) -> impl Iterator<Item = Duration> + use<> {
+    let cap = options.retry_max_delay / 2;
+    let builder = ExponentialBuilder::default()
+        .with_min_delay(options.retry_min_delay.min(cap))
+        .with_max_delay(cap)
+        .with_jitter();
+    match options.lock_retries {
+        Some(n) => builder.with_max_times(n),
+        None => builder.without_max_times(),
+    }
+    .build()
+}
+
 fn success<'a>(
     actor: &'a str,
     action: AuditAction,
@@ -742,5 +803,42 @@ fn success<'a>(
         duration_ms,
         succeeded: true,
         detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_retry_delay_exceeds_the_maximum() {
+        let options = MigratorOptions {
+            retry_min_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+            lock_retries: Some(50),
+            ..MigratorOptions::default()
+        };
+        let mut longest = Duration::ZERO;
+        for _ in 0..200 {
+            for delay in retry_delays(&options) {
+                assert!(delay <= Duration::from_secs(10), "{delay:?}");
+                longest = longest.max(delay);
+            }
+        }
+        assert!(
+            longest > Duration::from_secs(9),
+            "the waits grow to the maximum: {longest:?}"
+        );
+    }
+
+    #[test]
+    fn a_maximum_below_the_minimum_still_caps_every_delay() {
+        let options = MigratorOptions {
+            retry_min_delay: Duration::from_secs(2),
+            retry_max_delay: Duration::from_secs(1),
+            lock_retries: Some(10),
+            ..MigratorOptions::default()
+        };
+        assert!(retry_delays(&options).all(|d| d <= Duration::from_secs(1)));
     }
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL. It knows nothing of Kubernetes; the CLI and the operator both
 //! drive it.
 
+pub mod blockers;
 pub mod connection;
 mod database_url;
 pub mod error;
