@@ -18,6 +18,7 @@ use super::migration::{Migration, Script, Version};
 use super::plan::{self, Direction, Plan, PlanOptions, Step, Target};
 use super::source::MigrationSource;
 use super::sql;
+use super::watchdog;
 
 /// How a [`Migrator`] behaves; the defaults suit most databases.
 #[derive(Debug, Clone)]
@@ -241,15 +242,27 @@ impl<'s> Migrator<'s> {
             // Refuse before writing anything, history tables included.
             Err(error) => return Err(error),
         }
+        let work = self.run_held(&session, history.exists, target, options, observer);
+        self.held(&session, work).await
+    }
 
+    /// The part of [`Migrator::run`] that waits for and holds the lock.
+    async fn run_held(
+        &self,
+        session: &Session,
+        history_exists: bool,
+        target: Target,
+        options: PlanOptions,
+        observer: &(dyn Fn(Event<'_>) + Send + Sync),
+    ) -> Result<RunReport> {
         let key = self.lock_key();
-        self.lock(&session, key, observer).await?;
-        if !history.exists {
-            self.create_tables(&session).await?;
+        self.lock(session, key, observer).await?;
+        if !history_exists {
+            self.create_tables(session).await?;
         }
         // Under the lock the history may have moved: another runner may have
         // done the work while we waited.
-        let history = self.history(&session).await?;
+        let history = self.history(session).await?;
         let plan = plan::plan(self.source, &history, target, options)?;
         observer(Event::Planned { plan: &plan });
         let total = plan.steps.len();
@@ -262,7 +275,7 @@ impl<'s> Migrator<'s> {
             let index = i + 1;
             observer(Event::StepStarted { index, total, step });
             let duration = self
-                .run_step(&session, step, index == total, observer)
+                .run_step(session, step, index == total, observer)
                 .await?;
             let m = step.migration();
             report.to = match step {
@@ -288,7 +301,7 @@ impl<'s> Migrator<'s> {
                 duration_ms: duration.as_millis() as u64,
             });
         }
-        lock::release(&session, key).await?;
+        lock::release(session, key).await?;
         Ok(report)
     }
 
@@ -345,10 +358,18 @@ impl<'s> Migrator<'s> {
     pub async fn stamp(&self, target: Target) -> Result<(Option<Version>, usize, usize)> {
         let target = plan::resolve_target(self.source, target)?;
         let session = self.connect().await?;
+        self.held(&session, self.stamp_held(&session, target)).await
+    }
+
+    async fn stamp_held(
+        &self,
+        session: &Session,
+        target: Option<Version>,
+    ) -> Result<(Option<Version>, usize, usize)> {
         let key = self.lock_key();
-        self.lock(&session, key, &|_| {}).await?;
-        self.create_tables(&session).await?;
-        let history = self.history(&session).await?;
+        self.lock(session, key, &|_| {}).await?;
+        self.create_tables(session).await?;
+        let history = self.history(session).await?;
         if let Some(error) = plan::blocked(&history) {
             return Err(error);
         }
@@ -383,16 +404,21 @@ impl<'s> Migrator<'s> {
         }));
         script.push_str("COMMIT;\n");
         session.execute(&script, "stamping the history").await?;
-        lock::release(&session, key).await?;
+        lock::release(session, key).await?;
         Ok((target, recorded, removed))
     }
 
     /// Applies one audited fix to the history.
     pub async fn repair(&self, repair: Repair) -> Result<String> {
         let session = self.connect().await?;
+        self.held(&session, self.repair_held(&session, repair))
+            .await
+    }
+
+    async fn repair_held(&self, session: &Session, repair: Repair) -> Result<String> {
         let key = self.lock_key();
-        self.lock(&session, key, &|_| {}).await?;
-        let history = self.history(&session).await?;
+        self.lock(session, key, &|_| {}).await?;
+        let history = self.history(session).await?;
         let table = &self.options.history;
         let (version, body, detail) = match repair {
             Repair::AcceptChecksum(version) => {
@@ -447,8 +473,15 @@ impl<'s> Migrator<'s> {
             })
         );
         session.execute(&script, "repairing the history").await?;
-        lock::release(&session, key).await?;
+        lock::release(session, key).await?;
         Ok(detail)
+    }
+
+    /// Runs `work`, which takes the lock on `session`, under the watchdog: a
+    /// server that stops answering ends the run instead of holding the lock
+    /// for ever.
+    async fn held<T>(&self, session: &Session, work: impl Future<Output = Result<T>>) -> Result<T> {
+        watchdog::guard(&self.database, session, &self.options.session, work).await
     }
 
     fn lock_key(&self) -> i64 {
