@@ -183,9 +183,10 @@ impl Watchdog {
         };
         let (rows, probe) = tokio::time::timeout(liveness.reply_timeout, both)
             .await
-            .map_err(|_| Error::ConnectionLost {
+            .map_err(|_| Error::Unreachable {
+                target: database.redacted(),
                 reason: format!(
-                    "the server did not answer within {:?} before the migration lock was taken",
+                    "the server did not answer within {:?}, before the migration lock was taken",
                     liveness.reply_timeout
                 ),
             })??;
@@ -333,9 +334,12 @@ impl Watchdog {
                 tokio::time::timeout(self.liveness.reply_timeout, probe.client.simple_query(&end))
                     .await;
         }
-        Error::ConnectionLost {
+        Error::Unreachable {
+            target: self.database.redacted(),
             reason: format!(
-                "{reason}; the server ends the session and frees the migration lock within {:?} of its last reply",
+                "{reason}, so this run stopped; the server rolls back what was open and frees \
+                 the migration lock within {:?} of the session's last statement, and a new run \
+                 takes over from there",
                 self.liveness.server_idle_timeout
             ),
         }
