@@ -117,7 +117,7 @@ pub struct Watchdog {
     liveness: Liveness,
     /// The held session's backend.
     pid: i32,
-    /// The second connection; reopened if it breaks.
+    /// The second connection; opened at the first check, reopened if it breaks.
     probe: Option<Session>,
 }
 
@@ -156,8 +156,9 @@ pub async fn guard<T>(
 }
 
 impl Watchdog {
-    /// Sets the server's side of `session` and opens the second connection,
-    /// both at once. `None` when `settings` turn the watchdog off.
+    /// Sets the server's side of `session`. The second connection opens at
+    /// the first check: a run shorter than the check interval never pays
+    /// for it. `None` when `settings` turn the watchdog off.
     async fn start(
         database: &Database,
         session: &Session,
@@ -169,27 +170,19 @@ impl Watchdog {
         let mut probe_settings = settings.clone();
         probe_settings.application_name = format!("{} liveness", settings.application_name);
         let setup = liveness.server_settings_sql();
-        let both = async {
-            tokio::try_join!(
-                async {
-                    session
-                        .client
-                        .simple_query(&setup)
-                        .await
-                        .map_err(|e| database_error("setting the session's timeouts", &e))
-                },
-                database.connect(&probe_settings),
-            )
-        };
-        let (rows, probe) = tokio::time::timeout(liveness.reply_timeout, both)
-            .await
-            .map_err(|_| Error::Unreachable {
-                target: database.redacted(),
-                reason: format!(
-                    "the server did not answer within {:?}, before the migration lock was taken",
-                    liveness.reply_timeout
-                ),
-            })??;
+        let rows = tokio::time::timeout(
+            liveness.reply_timeout,
+            session.client.simple_query(&setup),
+        )
+        .await
+        .map_err(|_| Error::Unreachable {
+            target: database.redacted(),
+            reason: format!(
+                "the server did not answer within {:?}, before the migration lock was taken",
+                liveness.reply_timeout
+            ),
+        })?
+        .map_err(|e| database_error("setting the session's timeouts", &e))?;
         let pid = first_row(&rows)
             .and_then(|row| row.first().cloned().flatten())
             .and_then(|pid| pid.parse().ok())
@@ -201,7 +194,7 @@ impl Watchdog {
             settings: probe_settings,
             liveness,
             pid,
-            probe: Some(probe),
+            probe: None,
         }))
     }
 
