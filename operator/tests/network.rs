@@ -52,9 +52,13 @@ fn slow_then_fast() -> MigrationSource {
 }
 
 fn options() -> MigratorOptions {
+    options_with(liveness())
+}
+
+fn options_with(liveness: Liveness) -> MigratorOptions {
     MigratorOptions {
         session: SessionSettings {
-            liveness: Some(liveness()),
+            liveness: Some(liveness),
             ..SessionSettings::default()
         },
         lock_wait_timeout: Some(NEXT_RUNNER_DONE),
@@ -92,20 +96,33 @@ fn url_on_port(url: &str, port: u16) -> String {
     url.replacen(&server, &format!("@127.0.0.1:{port}/"), 1)
 }
 
-/// Copies every connection on `listener` both ways to `server`, or, once
-/// `dropping` is set, reads and discards whatever arrives from either side.
-async fn forward(listener: TcpListener, server: SocketAddr, dropping: Arc<AtomicBool>) {
+/// What a forwarder drops: everything, or only its first connection.
+#[derive(Default)]
+struct Drops {
+    everything: AtomicBool,
+    first_connection: AtomicBool,
+}
+
+/// Copies every connection on `listener` both ways to `server`, but reads
+/// and discards whatever `drops` says to.
+async fn forward(listener: TcpListener, server: SocketAddr, drops: Arc<Drops>) {
+    let mut first = true;
     while let Ok((client, _)) = listener.accept().await {
-        let dropping = dropping.clone();
+        let drops = drops.clone();
+        let is_first = std::mem::take(&mut first);
         tokio::spawn(async move {
             let Ok(upstream) = TcpStream::connect(server).await else {
                 return;
             };
+            let dropping = || {
+                drops.everything.load(Ordering::SeqCst)
+                    || (is_first && drops.first_connection.load(Ordering::SeqCst))
+            };
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = upstream.into_split();
             tokio::join!(
-                pipe(client_read, server_write, &dropping),
-                pipe(server_read, client_write, &dropping),
+                pipe(client_read, server_write, dropping),
+                pipe(server_read, client_write, dropping),
             );
         });
     }
@@ -114,38 +131,44 @@ async fn forward(listener: TcpListener, server: SocketAddr, dropping: Arc<Atomic
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    dropping: &AtomicBool,
+    dropping: impl Fn() -> bool,
 ) {
     let mut buffer = vec![0; 64 * 1024];
     while let Ok(n @ 1..) = from.read(&mut buffer).await {
-        if !dropping.load(Ordering::SeqCst) && to.write_all(&buffer[..n]).await.is_err() {
+        if !dropping() && to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
     }
-    if dropping.load(Ordering::SeqCst) {
+    if dropping() {
         // A path that drops everything passes no close either: the other
         // side must find out by itself.
         std::future::pending::<()>().await;
     }
 }
 
-/// A forwarder in this process, which can start dropping everything.
+/// A forwarder in this process, which can start dropping traffic.
 struct Dropper {
     port: u16,
-    dropping: Arc<AtomicBool>,
+    drops: Arc<Drops>,
 }
 
 impl Dropper {
     async fn start() -> Dropper {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let port = listener.local_addr().expect("a bound address").port();
-        let dropping = Arc::new(AtomicBool::new(false));
-        tokio::spawn(forward(listener, server_address().await, dropping.clone()));
-        Dropper { port, dropping }
+        let drops = Arc::new(Drops::default());
+        tokio::spawn(forward(listener, server_address().await, drops.clone()));
+        Dropper { port, drops }
     }
 
     fn drop_everything(&self) {
-        self.dropping.store(true, Ordering::SeqCst);
+        self.drops.everything.store(true, Ordering::SeqCst);
+    }
+
+    /// Only the run's own session loses its path; other connections,
+    /// the watchdog's included, still get through.
+    fn drop_the_first_connection(&self) {
+        self.drops.first_connection.store(true, Ordering::SeqCst);
     }
 }
 
@@ -243,9 +266,19 @@ async fn fault_strikes_mid_migration(
     port: u16,
     fault: impl FnOnce(),
 ) -> Vec<i64> {
+    fault_strikes_with(db, source, liveness(), port, fault).await
+}
+
+async fn fault_strikes_with(
+    db: &TestDb,
+    source: &MigrationSource,
+    liveness: Liveness,
+    port: u16,
+    fault: impl FnOnce(),
+) -> Vec<i64> {
     let through_forwarder = schemaop::engine::Database::from_url(&url_on_port(&db.url, port))
         .expect("the forwarder's URL parses");
-    let runner = Migrator::new(source, through_forwarder, options());
+    let runner = Migrator::new(source, through_forwarder, options_with(liveness));
 
     let run = runner.run(Target::Latest, Direction::Up, &|_| {});
     let strike = async {
@@ -328,6 +361,24 @@ async fn a_forwarder_that_drops_everything_frees_the_lock_and_the_next_runner_fi
     let applied =
         fault_strikes_mid_migration(&db, &source, forwarder.port, || forwarder.drop_everything())
             .await;
+    assert_eq!(applied, [2]);
+}
+
+#[tokio::test]
+async fn a_run_whose_own_path_drops_is_stopped_and_its_session_ended_at_once() {
+    let db = TestDb::new().await;
+    let forwarder = Dropper::start().await;
+    let source = slow_then_fast();
+    // Were the stranded session left to the server, the next runner would
+    // wait longer than it may.
+    let liveness = Liveness {
+        server_idle_timeout: NEXT_RUNNER_DONE * 2,
+        ..liveness()
+    };
+    let applied = fault_strikes_with(&db, &source, liveness, forwarder.port, || {
+        forwarder.drop_the_first_connection()
+    })
+    .await;
     assert_eq!(applied, [2]);
 }
 

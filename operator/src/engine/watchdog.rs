@@ -321,19 +321,30 @@ impl Watchdog {
     /// The error that stops the run. If the second connection still works,
     /// it ends the held session first, so the lock is free at once.
     async fn lost(&mut self, reason: String) -> Error {
+        let mut ended = false;
         if let Some(probe) = self.probe.take() {
             let end = format!("SELECT pg_terminate_backend({})", self.pid);
-            let _ =
+            let answer =
                 tokio::time::timeout(self.liveness.reply_timeout, probe.client.simple_query(&end))
                     .await;
+            let said = |rows: &[SimpleQueryMessage]| first_row(rows)?.first().cloned().flatten();
+            ended = matches!(answer, Ok(Ok(rows)) if said(&rows).as_deref() == Some("t"));
         }
+        let cleanup = if ended {
+            "it ended its session on the server, which rolled back what was open and freed the \
+             migration lock"
+                .to_string()
+        } else {
+            format!(
+                "the server rolls back what was open and frees the migration lock within {:?} \
+                 of the session's last statement",
+                self.liveness.server_idle_timeout
+            )
+        };
         Error::Unreachable {
             target: self.database.redacted(),
             reason: format!(
-                "{reason}, so this run stopped; the server rolls back what was open and frees \
-                 the migration lock within {:?} of the session's last statement, and a new run \
-                 takes over from there",
-                self.liveness.server_idle_timeout
+                "{reason}, so this run stopped; {cleanup}, and a new run takes over from there"
             ),
         }
     }
