@@ -275,12 +275,14 @@ impl Watchdog {
         );
         let asked = async {
             if self.probe.is_none() {
-                self.probe = Some(
-                    self.database
-                        .connect(&self.settings)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
+                let opened = self.database.connect(&self.settings).await;
+                self.probe = Some(opened.map_err(|e| match e {
+                    // The caller names the database and the next step.
+                    Error::Unreachable { reason, .. } => {
+                        format!("a second connection to check the server failed: {reason}")
+                    }
+                    other => other.to_string(),
+                })?);
             }
             let probe = self.probe.as_ref().expect("opened above");
             probe
