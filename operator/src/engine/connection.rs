@@ -11,6 +11,7 @@ use tokio_postgres::{Client, Config};
 use super::error::{Error, Failure, Result};
 use super::redact;
 use super::tls::{GIVEN_ROOTS, OpenError, Tls, TlsMode, TlsParams, TlsSettings};
+use super::watchdog::Liveness;
 
 /// A database to connect to, parsed from a URL or built field by field.
 /// Cheap to clone: the TLS configuration is shared.
@@ -32,6 +33,9 @@ pub struct SessionSettings {
     /// Shown in `pg_stat_activity`, so a person can see who holds the lock.
     pub application_name: String,
     pub connect_timeout: Duration,
+    /// How a run notices a server that stopped answering while it holds
+    /// the migration lock; `None` turns the checks off.
+    pub liveness: Option<Liveness>,
 }
 
 impl Default for SessionSettings {
@@ -43,6 +47,7 @@ impl Default for SessionSettings {
             statement_timeout: None,
             application_name: "schemaop".into(),
             connect_timeout: Duration::from_secs(10),
+            liveness: Some(Liveness::default()),
         }
     }
 }
@@ -192,12 +197,18 @@ impl Database {
             settings.lock_timeout.as_millis(),
             settings.statement_timeout.map_or(0, |t| t.as_millis()),
         ));
+        if let Some(liveness) = &settings.liveness {
+            options.push_str(&liveness.startup_options());
+        }
         config.options(options.trim());
         if config.get_application_name().is_none() {
             config.application_name(truncate(&settings.application_name, 63));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.connect_timeout);
+        }
+        if let Some(liveness) = &settings.liveness {
+            liveness.apply_to_client(&mut config);
         }
         config
     }

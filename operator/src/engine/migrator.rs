@@ -19,6 +19,7 @@ use super::migration::{Migration, Script, Version};
 use super::plan::{self, Direction, Plan, PlanOptions, Step, Target};
 use super::source::MigrationSource;
 use super::sql;
+use super::watchdog;
 
 /// How a [`Migrator`] behaves; the defaults suit most databases.
 #[derive(Debug, Clone)]
@@ -268,17 +269,28 @@ impl<'s> Migrator<'s> {
                 });
             }
         }
+        let work = self.run_held(&session, target, options, observer);
+        self.held(&session, work).await
+    }
 
+    /// The part of [`Migrator::run`] that waits for and holds the lock.
+    async fn run_held(
+        &self,
+        session: &Session,
+        target: Target,
+        options: PlanOptions,
+        observer: &(dyn Fn(Event<'_>) + Send + Sync),
+    ) -> Result<RunReport> {
         let key = self.lock_key();
-        let pid = self.lock(&session, key, observer).await?;
+        let pid = self.lock(session, key, observer).await?;
         // Everything that depends on the history is decided on what it says
         // now: while we waited, another runner may have moved the database
         // either way. A refusal leaves the database as it was, history tables
         // included; closing the session frees the lock.
-        let history = self.history(&session).await?;
+        let history = self.history(session).await?;
         let plan = plan::plan(self.source, &history, target, options)?;
         if !history.exists {
-            self.create_tables(&session).await?;
+            self.create_tables(session).await?;
         }
         observer(Event::Planned { plan: &plan });
         let total = plan.steps.len();
@@ -291,7 +303,7 @@ impl<'s> Migrator<'s> {
             let index = i + 1;
             observer(Event::StepStarted { index, total, step });
             let duration = self
-                .run_step(&session, pid, step, index == total, observer)
+                .run_step(session, pid, step, index == total, observer)
                 .await?;
             let m = step.migration();
             report.to = match step {
@@ -317,7 +329,7 @@ impl<'s> Migrator<'s> {
                 duration_ms: duration.as_millis() as u64,
             });
         }
-        lock::release(&session, key).await?;
+        lock::release(session, key).await?;
         Ok(report)
     }
 
@@ -373,14 +385,22 @@ impl<'s> Migrator<'s> {
     /// target are forgotten. Audited.
     pub async fn stamp(&self, target: Target) -> Result<(Option<Version>, usize, usize)> {
         let session = self.connect().await?;
+        self.held(&session, self.stamp_held(&session, target)).await
+    }
+
+    async fn stamp_held(
+        &self,
+        session: &Session,
+        target: Target,
+    ) -> Result<(Option<Version>, usize, usize)> {
         let key = self.lock_key();
-        self.lock(&session, key, &|_| {}).await?;
-        let history = self.history(&session).await?;
+        self.lock(session, key, &|_| {}).await?;
+        let history = self.history(session).await?;
         if let Some(error) = plan::blocked(&history) {
             return Err(error);
         }
         let target = plan::resolve_target(self.source, &history, target)?;
-        self.create_tables(&session).await?;
+        self.create_tables(session).await?;
         let table = &self.options.history;
         let actor = &self.options.actor;
         let mut script = String::from(TX_PREFIX);
@@ -412,16 +432,21 @@ impl<'s> Migrator<'s> {
         }));
         script.push_str("COMMIT;\n");
         session.execute(&script, "stamping the history").await?;
-        lock::release(&session, key).await?;
+        lock::release(session, key).await?;
         Ok((target, recorded, removed))
     }
 
     /// Applies one audited fix to the history.
     pub async fn repair(&self, repair: Repair) -> Result<String> {
         let session = self.connect().await?;
+        self.held(&session, self.repair_held(&session, repair))
+            .await
+    }
+
+    async fn repair_held(&self, session: &Session, repair: Repair) -> Result<String> {
         let key = self.lock_key();
-        self.lock(&session, key, &|_| {}).await?;
-        let history = self.history(&session).await?;
+        self.lock(session, key, &|_| {}).await?;
+        let history = self.history(session).await?;
         let table = &self.options.history;
         let (version, body, detail) = match repair {
             Repair::AcceptChecksum(version) => {
@@ -479,8 +504,15 @@ impl<'s> Migrator<'s> {
             })
         );
         session.execute(&script, "repairing the history").await?;
-        lock::release(&session, key).await?;
+        lock::release(session, key).await?;
         Ok(detail)
+    }
+
+    /// Runs `work`, which takes the lock on `session`, under the watchdog: a
+    /// server that stops answering ends the run instead of holding the lock
+    /// for ever.
+    async fn held<T>(&self, session: &Session, work: impl Future<Output = Result<T>>) -> Result<T> {
+        watchdog::guard(&self.database, session, &self.options.session, work).await
     }
 
     fn lock_key(&self) -> i64 {

@@ -17,6 +17,7 @@ pub mod source;
 pub mod sql;
 pub mod status;
 pub mod tls;
+pub mod watchdog;
 
 pub use connection::{Database, SessionSettings};
 pub use error::{Error, Result};
@@ -25,3 +26,4 @@ pub use migration::{Checksum, Migration, Script, Version};
 pub use migrator::{Event, Migrator, MigratorOptions, Repair, RunReport};
 pub use plan::{Direction, Plan, PlanOptions, Step, Target};
 pub use source::MigrationSource;
+pub use watchdog::Liveness;
