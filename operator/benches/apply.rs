@@ -18,7 +18,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 const MIGRATIONS: usize = 1_000;
 const DEFAULT_RUNS: usize = 5;
 /// schemaop's budget over the single-transaction psql floor.
-const TARGET_RATIO: f64 = 1.15;
+const TARGET_RATIO: f64 = 1.05;
 const DEFAULT_ADMIN_URL: &str = "postgres://schemaop_test:schemaop_test@127.0.0.1:5432/postgres";
 const SCHEMAOP: &str = env!("CARGO_BIN_EXE_schemaop");
 /// Lets the server acknowledge a commit before its WAL is flushed to disk.
@@ -34,6 +34,7 @@ fn main() {
     println!("{}", header(&admin, runs));
     let apply = measure_apply(&admin, &work, runs);
     print_apply(&apply);
+    println!("{}", lock_table_note(&admin));
     let timelines = [Apply::Schemaop, Apply::SchemaopAsyncCommit]
         .map(|case| admin.timeline(apply.last_database(case), apply.samples(case)));
     print_timelines(&timelines, apply.samples(Apply::Psql).median());
@@ -635,6 +636,23 @@ fn print_apply(apply: &ApplyResults<'_>) {
     print_derived(apply);
 }
 
+/// The floor's own limit. psql -1 holds every table's locks until its one
+/// commit, and they share the server's lock table; each migration here is
+/// committed on its own, releasing its locks. The workload has a fixed size,
+/// and runs past the limit would take minutes, so this is said, not measured.
+fn lock_table_note(admin: &Admin) -> String {
+    let setting = |name: &str| admin.scalar(&admin.url, &format!("SHOW {name}"));
+    format!(
+        "  NOTE: past about 2,000 migrations like these the floor itself fails: psql -1 ran out of\n  \
+         shared memory at about 2,050 CREATE TABLEs with the default max_locks_per_transaction (64),\n  \
+         as the transaction's locks outgrow the lock table (here max_locks_per_transaction={}, \
+         max_connections={}).\n  \
+         schemaop, one transaction per migration, has no such limit.\n",
+        setting("max_locks_per_transaction"),
+        setting("max_connections"),
+    )
+}
+
 /// Above this max/min of one command, other work on the machine weighs as
 /// much as the differences measured.
 const NOISY_SPREAD: f64 = 1.5;
@@ -758,10 +776,9 @@ fn print_timelines(timelines: &[Timeline; 2], floor_ms: f64) {
         "  BEGIN to its history row (duration_ms, averaged), ms",
         |t| t.in_transaction_ms,
     );
-    line(
-        "  the rest: audit row, COMMIT, round trip, client, ms",
-        |t| t.cycle_ms() - t.in_transaction_ms,
-    );
+    line("  the rest: COMMIT, round trip, client, ms", |t| {
+        t.cycle_ms() - t.in_transaction_ms
+    });
     println!(
         "  {:<LABEL_WIDTH$} {:>9.2}   (psql -1 median / 1,000)",
         "for scale: psql floor per statement, ms",

@@ -1327,6 +1327,35 @@ async fn plan_sql_prints_each_transaction_and_executes_nothing() {
 }
 
 #[tokio::test]
+async fn plan_sql_writes_each_history_row_and_its_audit_row_in_one_statement() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+
+    let script = Schemaop::new(&db.url, dir.path())
+        .run(&["plan", "--sql"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+
+    for sql in [
+        "CREATE TABLE users (id int PRIMARY KEY);",
+        "CREATE TABLE invoices (id int PRIMARY KEY, order_id int REFERENCES orders);",
+    ] {
+        let rest = rest_of_transaction(&script, sql);
+        let writes: Vec<&str> = rest
+            .split(";\n")
+            .filter(|statement| statement.contains("INSERT INTO"))
+            .collect();
+        assert_eq!(writes.len(), 1, "after {sql}:\n{rest}");
+        assert!(
+            writes[0].contains(r#""public"."schemaop_migrations" ("#)
+                && writes[0].contains(r#""public"."schemaop_migrations_audit""#),
+            "after {sql}:\n{rest}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn plan_sql_run_by_hand_leaves_the_database_where_upgrade_would() {
     let db = TestDb::new().await;
     let dir = three_tables();

@@ -59,6 +59,41 @@ async fn fresh_apply_then_a_rerun_does_nothing() {
 }
 
 #[tokio::test]
+async fn an_applied_migration_has_a_complete_history_row_and_audit_row() {
+    let db = TestDb::new().await;
+    let source = source(&[("1_add_users.sql", "CREATE TABLE users (id int);")]);
+    let migrator = db.migrator(&source, options());
+
+    migrator
+        .run(Target::Latest, Direction::Up, &quiet)
+        .await
+        .unwrap();
+
+    let checksum = source.migrations()[0].checksum().to_hex();
+    assert_eq!(
+        db.scalar(
+            "SELECT concat_ws(' ', version, description, checksum, state, applied_by, \
+             coalesce(error, 'no-error'), duration_ms >= 0, applied_at <= now()) \
+             FROM schemaop_migrations"
+        )
+        .await
+        .as_deref(),
+        Some(format!("1 add users {checksum} applied engine-test no-error t t").as_str())
+    );
+    // The audit entry tells the same story as the row it accompanies.
+    assert_eq!(
+        db.scalar(
+            "SELECT concat_ws(' ', a.actor, a.action, a.version, a.description, a.outcome, \
+             coalesce(a.detail, 'no-detail'), a.at = s.applied_at, a.duration_ms = s.duration_ms) \
+             FROM schemaop_migrations_audit a JOIN schemaop_migrations s USING (version)"
+        )
+        .await
+        .as_deref(),
+        Some("engine-test up 1 add users succeeded no-detail t t")
+    );
+}
+
+#[tokio::test]
 async fn up_down_up_leaves_the_same_schema() {
     let db = TestDb::new().await;
     let source = MigrationSource::from_dir(&sample_migrations()).unwrap();

@@ -3,6 +3,7 @@
 
 mod new;
 mod output;
+mod runtime;
 mod wait;
 
 use std::path::PathBuf;
@@ -220,10 +221,7 @@ impl CliError {
 /// Entry point of the `schemaop` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::build(&cli.command) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

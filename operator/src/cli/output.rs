@@ -2,7 +2,7 @@
 //! document for scripts. Results go to stdout, progress to stderr; errors
 //! go to stderr for people and, as JSON, to stdout for scripts.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -34,6 +34,21 @@ fn timestamp(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// A line of progress on stderr, where no progress bar is drawn.
+fn progress_line(line: &str) {
+    write_line(&mut std::io::stderr().lock(), line);
+}
+
+/// The line and its newline in one `write`: stderr is unbuffered, and
+/// `eprintln!` makes two system calls of it, once per migration.
+fn write_line(out: &mut impl Write, line: &str) {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    // Progress is best effort: a closed stderr must not stop a run.
+    let _ = out.write_all(text.as_bytes());
+}
+
 fn print_json(value: serde_json::Value) {
     println!("{value:#}");
 }
@@ -61,7 +76,7 @@ impl Reporter {
         match event {
             Event::WaitingForLock { holder } => {
                 let who = holder.map_or_else(|| "another runner".to_string(), |h| h.to_string());
-                eprintln!("waiting for the migration lock ({who})");
+                progress_line(&format!("waiting for the migration lock ({who})"));
             }
             Event::Planned { plan } if std::io::stderr().is_terminal() && plan.steps.len() > 1 => {
                 let bar = ProgressBar::new(plan.steps.len() as u64);
@@ -103,7 +118,7 @@ impl Reporter {
                             bar.finish_and_clear();
                         }
                     }
-                    None => eprintln!("{line}"),
+                    None => progress_line(&line),
                 }
             }
             Event::Retrying {
@@ -118,7 +133,7 @@ impl Reporter {
                 );
                 match progress.as_ref() {
                     Some(bar) => bar.println(line),
-                    None => eprintln!("{line}"),
+                    None => progress_line(&line),
                 }
             }
         }
@@ -384,5 +399,34 @@ fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
     line(headers);
     for row in rows {
         line(row.each_ref().map(String::as_str));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps each `write` call apart.
+    #[derive(Default)]
+    struct Writes(Vec<String>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(String::from_utf8_lossy(buf).into_owned());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_progress_line_and_its_newline_go_out_in_one_write() {
+        let mut out = Writes::default();
+
+        write_line(&mut out, "[1/2] applied 1 t0001 in 3 ms");
+
+        assert_eq!(out.0, ["[1/2] applied 1 t0001 in 3 ms\n"]);
     }
 }

@@ -573,14 +573,15 @@ impl<'s> Migrator<'s> {
         };
         if script.transactional {
             let record = match step {
-                Step::Apply(_) => table.insert_applied(m, actor),
-                Step::Revert(_) => table.delete(m.version),
+                Step::Apply(_) => table.insert_applied_audited(m, actor),
+                Step::Revert(_) => {
+                    table.delete(m.version) + &table.insert_audit(&success(actor, action, m, None))
+                }
             };
-            let audit = table.insert_audit(&success(actor, action, m, None));
             // The newline before `;` ends a trailing `--` comment in the file.
             let commit = if last { "" } else { ASYNC_COMMIT };
             let text = format!(
-                "{RESET_SESSION}{TX_PREFIX}{}\n;\n{record}{audit}{commit}COMMIT;\n",
+                "{RESET_SESSION}{TX_PREFIX}{}\n;\n{record}{commit}COMMIT;\n",
                 script.sql
             );
             StepScript::Transactional {
