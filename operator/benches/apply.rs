@@ -7,12 +7,15 @@
 //! default 5). Every run gets a fresh `schemaop_bench_*` database; they are
 //! dropped at the end, and take some 25 MB each until then.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use schemaop::engine::MigrationSource;
+use support::{with_database, with_query};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const MIGRATIONS: usize = 1_000;
@@ -222,25 +225,6 @@ impl Drop for ScratchDb<'_> {
             .runtime
             .block_on(self.admin.client.batch_execute(&sql));
     }
-}
-
-/// `url` with its `/database` part replaced, query string kept.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("SCHEMAOP_TEST_ADMIN_URL needs a /database part");
-    match query {
-        Some(q) => format!("{server}/{database}?{q}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-fn with_query(url: &str, parameter: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{parameter}")
 }
 
 /// One way to apply the 1,000 migrations into an empty database.

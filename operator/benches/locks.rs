@@ -13,10 +13,13 @@
 //! minutes in all. Installs PostgreSQL's server package (which holds
 //! pgbench) with `scripts/postgres.sh` when pgbench is missing.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::{with_database, with_query};
 use tokio_postgres::{Client, NoTls};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://schemaop_test:schemaop_test@127.0.0.1:5432/postgres";
@@ -412,23 +415,4 @@ async fn open(url: &str) -> Client {
         .unwrap_or_else(|e| panic!("cannot connect ({e}); run `source scripts/postgres.sh`"));
     tokio::spawn(connection);
     client
-}
-
-/// `url` with its `/database` part replaced, query string kept.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("SCHEMAOP_TEST_ADMIN_URL needs a /database part");
-    match query {
-        Some(q) => format!("{server}/{database}?{q}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-fn with_query(url: &str, parameter: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{parameter}")
 }
