@@ -148,6 +148,6 @@ step "Running the ship tests"
 # SCHEMAOP_E2E=require: no cluster is a failure, not a skip.
 # SCHEMAOP_E2E_OPERATOR=require: so is a missing operator or PostgreSQL.
 SCHEMAOP_E2E=require SCHEMAOP_E2E_OPERATOR=require \
-    cargo test -p schemaop-e2e --test ship -- --test-threads=1 --nocapture "$@"
+    cargo test -p schemaop-e2e --test ship -- --ignored --test-threads=1 --nocapture "$@"
 
 step "The ship tests passed"

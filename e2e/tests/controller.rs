@@ -55,6 +55,7 @@ fn assert_condition(object: &SchemaMigration, type_: &str, status: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn migrates_to_latest_and_reports_kstatus() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());
@@ -129,6 +130,7 @@ async fn migrates_to_latest_and_reports_kstatus() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn changing_the_target_downgrades_when_allowed() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());
@@ -240,6 +242,7 @@ async fn changing_the_target_downgrades_when_allowed() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn a_broken_migration_stalls() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());
@@ -328,6 +331,7 @@ async fn a_broken_migration_stalls() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn deleting_the_resource_leaves_the_schema() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());

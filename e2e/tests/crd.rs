@@ -14,6 +14,7 @@ use schemaop_e2e::{
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn crd_installs_and_explains() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());
@@ -300,6 +301,7 @@ fn refusal_problem<T>(result: kube::Result<T>, expected: &[&str]) -> Option<Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn cel_rules_reject_bad_objects() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());

@@ -101,6 +101,7 @@ async fn holder(leases: &Api<Lease>) -> Result<Option<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn leader_election_hands_over() -> Result {
     let Some(client) = cluster().await else {
         return Ok(());

@@ -69,6 +69,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// is Ready, then released; prints how long after the SchemaMigration became
 /// Ready each gate opened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn pods_wait_for_their_schema_then_become_ready() -> Result {
     let mut files = sample_migrations()?;
     let slow = add_slow_migration(&mut files, "backfill_run_stats", 10);
@@ -234,6 +235,7 @@ async fn pods_wait_for_their_schema_then_become_ready() -> Result {
 /// without a moment with fewer ready endpoints than replicas: the old pods
 /// serve until the new ones pass their gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn a_new_version_rolls_out_without_an_unready_gap() -> Result {
     let Some(mut stage) = Stage::new(sample_migrations()?).await? else {
         return Ok(());
@@ -385,6 +387,7 @@ async fn a_new_version_rolls_out_without_an_unready_gap() -> Result {
 /// over to the other replica, which applies the migration again from the
 /// start; the audit log shows each migration applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn killing_the_leader_mid_migration_applies_nothing_twice() -> Result {
     let Some(mut stage) = Stage::new(sample_migrations()?).await? else {
         return Ok(());
@@ -569,6 +572,7 @@ async fn killing_the_leader_mid_migration_applies_nothing_twice() -> Result {
 /// A broken migration leaves the SchemaMigration Stalled with
 /// MigrationFailed, and the pods already released keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
 async fn a_broken_migration_stalls_and_old_pods_keep_serving() -> Result {
     let Some(mut stage) = Stage::new(sample_migrations()?).await? else {
         return Ok(());
