@@ -369,8 +369,8 @@ impl<'s> Migrator<'s> {
                     out.push_str("-- Runs outside a transaction, one statement at a time.\n");
                     out.push_str(&before);
                     for statement in sql::split_statements(&script.sql) {
-                        out.push_str(statement.text.trim());
-                        out.push_str(";\n");
+                        out.push_str(&statement.terminated());
+                        out.push('\n');
                     }
                     out.push_str("-- duration_ms below is the measured time of the run.\n");
                     out.push_str(&self.finish_script(*step, 0));

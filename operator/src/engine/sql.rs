@@ -54,6 +54,23 @@ impl Statement<'_> {
         &self.text[token.start - self.offset..token.end - self.offset]
     }
 
+    /// The statement as a script would hold it, `;` included: the `;` goes
+    /// right after its last token and before any trailing comment, which
+    /// would otherwise swallow it (`CREATE ... -- note;`).
+    pub fn terminated(&self) -> String {
+        let end = self
+            .code()
+            .last()
+            .map_or(self.text.len(), |t| t.end - self.offset);
+        let (code, trailing) = self.text.split_at(end);
+        let mut out = format!("{};", code.trim());
+        if !trailing.trim().is_empty() {
+            out.push(' ');
+            out.push_str(trailing.trim());
+        }
+        out
+    }
+
     /// The first `n` words of the statement, upper-cased, such as
     /// `["PREPARE", "TRANSACTION"]`; fewer when something else comes first.
     pub fn leading_words(&self, n: usize) -> Vec<String> {
@@ -251,6 +268,24 @@ mod tests {
             .iter()
             .map(|s| s.text.trim())
             .collect()
+    }
+
+    #[test]
+    fn a_trailing_comment_never_swallows_the_terminating_semicolon() {
+        let script = "CREATE INDEX CONCURRENTLY i ON t (x) -- by x\n;\n\
+                      /* lead */ DROP INDEX j /* tail */;\nSELECT 1";
+        let out: Vec<String> = split_statements(script)
+            .iter()
+            .map(Statement::terminated)
+            .collect();
+        assert_eq!(
+            out,
+            [
+                "CREATE INDEX CONCURRENTLY i ON t (x); -- by x",
+                "/* lead */ DROP INDEX j; /* tail */",
+                "SELECT 1;"
+            ]
+        );
     }
 
     #[test]
