@@ -1501,6 +1501,70 @@ async fn downgrade_one_step_goes_back_to_the_previous_version() {
 }
 
 #[tokio::test]
+async fn targets_are_taken_as_alembic_users_type_them() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    let current = async || cli.run(&["current"]).await.expect(exit::OK).stdout;
+
+    cli.run(&["upgrade", "+1"]).await.expect(exit::OK);
+    assert_eq!(current().await, "1\n");
+    cli.run(&["upgrade", "0002"]).await.expect(exit::OK);
+    assert_eq!(current().await, "2\n");
+    cli.run(&["upgrade", "head"]).await.expect(exit::OK);
+    assert_eq!(current().await, "3\n");
+    cli.run(&["downgrade", "-1"]).await.expect(exit::OK);
+    assert_eq!(current().await, "2\n");
+    cli.run(&["upgrade", "--to", "head"]).await.expect(exit::OK);
+    cli.run(&["downgrade", "--to", "-2"]).await.expect(exit::OK);
+    assert_eq!(current().await, "1\n");
+    cli.run(&["upgrade", "--steps", "2"]).await.expect(exit::OK);
+    assert_eq!(current().await, "3\n");
+    let plan = cli.run(&["--output", "json", "plan", "--down", "-2"]).await;
+    let steps = plan.expect(exit::OK).json()["steps"].clone();
+    assert_eq!(steps.as_array().map(Vec::len), Some(2), "{steps}");
+    cli.run(&["downgrade", "base"]).await.expect(exit::OK);
+    assert_eq!(current().await, "base\n");
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_be_meant_is_refused_saying_what_is_taken() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    let none = cli.run(&["downgrade"]).await.expect(exit::USAGE);
+    for form in [
+        "downgrade base",
+        "--to VERSION",
+        "downgrade -N",
+        "--steps N",
+    ] {
+        assert!(
+            none.stderr.contains(form),
+            "{form:?} missing:\n{}",
+            none.stderr
+        );
+    }
+    let wrong_way = cli.run(&["upgrade", "-1"]).await.expect(exit::USAGE);
+    assert!(
+        wrong_way.stderr.contains("schemaop downgrade -1"),
+        "{}",
+        wrong_way.stderr
+    );
+    let unknown = cli
+        .run(&["downgrade", "--to", "999"])
+        .await
+        .expect(exit::REFUSED);
+    assert!(unknown.stderr.contains("use `base`"), "{}", unknown.stderr);
+    // A sign is never read as a version.
+    let zero = cli.run(&["upgrade", "+0"]).await.expect(exit::USAGE);
+    assert!(zero.stderr.contains("+N or -N"), "{}", zero.stderr);
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+}
+
+#[tokio::test]
 async fn downgrade_past_a_migration_without_a_down_file_exits_4_naming_it() {
     let db = TestDb::new().await;
     let dir = migrations_dir(&[

@@ -124,37 +124,27 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply pending migrations up to a version (default: latest).
-    Upgrade {
-        /// `latest` (or `head`), a version, or `+N` for the next N pending migrations.
-        #[arg(long, default_value = "latest")]
-        to: Target,
-    },
-    /// Revert migrations down to a version, or by a number of steps.
-    Downgrade {
-        /// The version to end at (`base` reverts everything), or `-N` to revert N.
-        #[arg(long, conflicts_with = "steps", required_unless_present = "steps")]
-        to: Option<Target>,
-        /// How many applied migrations to revert, counted once the run holds
-        /// the migration lock.
-        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-        steps: Option<usize>,
-    },
+    /// Apply pending migrations up to a target (default: head): `upgrade head`,
+    /// `upgrade 20261115090000`, `upgrade +1`.
+    Upgrade(TargetArgs),
+    /// Revert migrations down to a target: `downgrade base`, `downgrade
+    /// 20261101090000`, `downgrade -1`.
+    Downgrade(TargetArgs),
     /// Print the database's current version.
     Current,
     /// List applied migrations, oldest first.
     History,
     /// Show applied, pending and drifted migrations.
     Status,
-    /// Print what an upgrade would run; executes nothing.
+    /// Print what an upgrade (or with --down, a downgrade) would run;
+    /// executes nothing. Takes the same targets as upgrade and downgrade.
     Plan {
-        /// `latest` or a version.
-        #[arg(long, default_value = "latest")]
-        to: Target,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Print the exact SQL, history writes included.
         #[arg(long)]
         sql: bool,
-        /// Plan a downgrade to --to instead of an upgrade.
+        /// Plan a downgrade instead of an upgrade.
         #[arg(long)]
         down: bool,
     },
@@ -177,6 +167,58 @@ pub enum Command {
     /// Wait until the database is at a revision, as an init container: watch a
     /// SchemaMigration (--migration) or read the history table (--database-url).
     Wait(wait::WaitArgs),
+}
+
+/// Where a run goes, as people type it: a positional target or `--to`, or
+/// `--steps`. Steps count from the history read under the migration lock.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// `head` (or `latest`), `base`, a version, or steps: `+N` forward, `-N` back.
+    #[arg(value_name = "TARGET", allow_negative_numbers = true, conflicts_with_all = ["to", "steps"])]
+    pub target: Option<Target>,
+    /// The target, as an option.
+    #[arg(
+        long,
+        value_name = "TARGET",
+        allow_negative_numbers = true,
+        conflicts_with = "steps"
+    )]
+    pub to: Option<Target>,
+    /// N migrations: forward for upgrade, back for downgrade.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub steps: Option<usize>,
+}
+
+impl TargetArgs {
+    /// The target for a run in `direction`; upgrades default to head,
+    /// downgrades need one. A step the wrong way is a usage error.
+    pub fn resolve(&self, direction: Direction) -> Result<Target, CliError> {
+        let down = direction == Direction::Down;
+        let target = match (self.target.or(self.to), self.steps) {
+            (Some(target), _) => target,
+            (None, Some(n)) if down => Target::Back(n),
+            (None, Some(n)) => Target::Forward(n),
+            (None, None) if down => {
+                return Err(CliError::Usage(
+                    "downgrade needs a target: `downgrade base` reverts everything, `downgrade VERSION` \
+                     (or --to VERSION) goes down to that version, `downgrade -N` (or --steps N) reverts N"
+                        .into(),
+                ));
+            }
+            (None, None) => Target::Latest,
+        };
+        match target {
+            Target::Back(n) if !down => Err(CliError::Usage(format!(
+                "upgrade moves forward, and -{n} is {n} step{s} back; use `schemaop downgrade -{n}`",
+                s = if n == 1 { "" } else { "s" }
+            ))),
+            Target::Forward(n) if down => Err(CliError::Usage(format!(
+                "downgrade moves back, and +{n} is {n} step{s} forward; use `schemaop upgrade +{n}`",
+                s = if n == 1 { "" } else { "s" }
+            ))),
+            target => Ok(target),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -305,19 +347,15 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     let source = MigrationSource::from_dir(&global.dir)?;
     let migrator = Migrator::new(&source, database(global)?, options(global));
     match cli.command {
-        Command::Upgrade { to } => {
+        Command::Upgrade(target) => {
+            let target = target.resolve(Direction::Up)?;
             let report = migrator
-                .run(to, Direction::Up, &|e| reporter.event(&e))
+                .run(target, Direction::Up, &|e| reporter.event(&e))
                 .await?;
             reporter.run_report(&migrator, &report);
         }
-        Command::Downgrade { to, steps } => {
-            let target = match (to, steps) {
-                (Some(to), _) => to,
-                // Counted under the lock, on the history the run reads there.
-                (None, Some(steps)) => Target::Back(steps),
-                (None, None) => Target::Latest,
-            };
+        Command::Downgrade(target) => {
+            let target = target.resolve(Direction::Down)?;
             let report = migrator
                 .run(target, Direction::Down, &|e| reporter.event(&e))
                 .await?;
@@ -345,9 +383,11 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
                 return Ok(exit::REFUSED);
             }
         }
-        Command::Plan { to, sql, down } => {
+        Command::Plan { target, sql, down } => {
             let direction = if down { Direction::Down } else { Direction::Up };
-            let (plan, text) = migrator.plan_sql(to, direction).await?;
+            let (plan, text) = migrator
+                .plan_sql(target.resolve(direction)?, direction)
+                .await?;
             reporter.plan(&plan, sql.then_some(text.as_str()));
         }
         Command::Stamp { version } => {

@@ -141,9 +141,14 @@ pub enum Error {
 
     // --- planning ---
     #[error(
-        "target {target} is not a migration in the source ({known}); use `latest` or one of these versions"
+        "target {target} is not a migration in the source ({known}); use {instead} or one of these versions"
     )]
-    TargetNotFound { target: String, known: String },
+    TargetNotFound {
+        target: String,
+        known: String,
+        /// The word that fits the command: `base` when going down.
+        instead: &'static str,
+    },
 
     #[error(
         "target {target} needs {steps} {direction} migration{s}, and {available} {is} {direction}; {next}",

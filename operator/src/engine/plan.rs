@@ -142,6 +142,7 @@ pub fn resolve_target(
         Target::Version(v) => Err(Error::TargetNotFound {
             target: v.to_string(),
             known: describe_known(source),
+            instead: "`latest`, `base`",
         }),
         Target::Forward(steps) => {
             let pending = pending(source, history);
@@ -264,7 +265,17 @@ pub fn plan<'a>(
     if !missing.is_empty() {
         return Err(Error::MissingMigrations(missing));
     }
-    let target = resolve_target(source, history, target)?;
+    let target = resolve_target(source, history, target).map_err(|error| match error {
+        Error::TargetNotFound { target, known, .. } => Error::TargetNotFound {
+            target,
+            known,
+            instead: match options.direction {
+                Direction::Down => "`base`",
+                Direction::Up | Direction::Either { .. } => "`latest`",
+            },
+        },
+        error => error,
+    })?;
     let current = history.current();
 
     if target >= current {
