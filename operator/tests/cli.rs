@@ -693,6 +693,18 @@ async fn an_edited_applied_migration_is_refused_until_its_new_text_is_accepted()
     }
     let verify = cli.run(&["verify"]).await.expect(exit::REFUSED);
     assert!(verify.stdout.contains("DRIFTED"), "{}", verify.stdout);
+    // The way out names the version, not a placeholder.
+    for text in [&refused.stderr, &verify.stdout] {
+        assert!(text.contains("--accept-checksum 2`"), "{text}");
+        assert!(!text.contains("VERSION`"), "{text}");
+    }
+    // status says so too, counts the drifted row, and fails like verify.
+    let status = cli.run(&["status"]).await.expect(exit::REFUSED);
+    assert!(
+        status.stdout.contains("(1 applied, 1 drifted)"),
+        "{}",
+        status.stdout
+    );
 
     cli.run(&["repair", "--accept-checksum", "2"])
         .await
@@ -1097,12 +1109,12 @@ async fn sqlalchemy_urls_connect_with_the_driver_dropped() {
 }
 
 #[tokio::test]
-async fn no_database_url_exits_5_saying_how_to_give_one() {
+async fn no_database_url_is_a_usage_error_saying_how_to_give_one() {
     let dir = three_tables();
     let outcome = Schemaop::without_database(dir.path())
         .run(&["status"])
         .await
-        .expect(exit::UNREACHABLE);
+        .expect(exit::USAGE);
     assert!(
         outcome.stderr.contains("DATABASE_URL"),
         "{}",
@@ -1155,6 +1167,139 @@ async fn no_verb_ever_prints_the_password() {
         );
         assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
     }
+}
+
+#[tokio::test]
+async fn verify_pending_fails_while_the_database_is_not_at_head() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade", "0002"]).await.expect(exit::OK);
+
+    cli.run(&["verify"]).await.expect(exit::OK);
+    let behind = cli
+        .run(&["verify", "--pending-fails"])
+        .await
+        .expect(exit::REFUSED);
+    assert!(
+        behind
+            .stdout
+            .contains("not at head: 1 migration pending (3)"),
+        "{}",
+        behind.stdout
+    );
+    let json = cli
+        .run(&["--output", "json", "verify", "--pending-fails"])
+        .await;
+    assert_eq!(
+        json.expect(exit::REFUSED).json()["pending"],
+        serde_json::json!([3])
+    );
+
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+    cli.run(&["verify", "--pending-fails"])
+        .await
+        .expect(exit::OK);
+}
+
+#[tokio::test]
+async fn current_and_history_need_only_the_database() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    Schemaop::new(&db.url, dir.path())
+        .run(&["upgrade"])
+        .await
+        .expect(exit::OK);
+    let nowhere = dir.path().join("not-here");
+    let cli = Schemaop::new(&db.url, &nowhere);
+
+    assert_eq!(cli.run(&["current"]).await.expect(exit::OK).stdout, "3\n");
+    let history = cli.run(&["history"]).await.expect(exit::OK).stdout;
+    assert!(history.contains("create invoices"), "{history}");
+    // Verbs that compare with the files still need them.
+    cli.run(&["status"]).await.expect(exit::INVALID_SOURCE);
+}
+
+#[tokio::test]
+async fn a_folder_without_migrations_is_an_error_unless_allowed() {
+    let db = TestDb::new().await;
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("README.md"), "not a migration").unwrap();
+    let cli = Schemaop::new(&db.url, empty.path());
+
+    let outcome = cli.run(&["upgrade"]).await.expect(exit::INVALID_SOURCE);
+    assert!(
+        outcome.stderr.contains("no migrations found in"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("--allow-empty"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!history_table_exists(&db).await);
+
+    cli.run(&["--allow-empty", "upgrade"])
+        .await
+        .expect(exit::OK);
+}
+
+#[tokio::test]
+async fn one_migration_is_spoken_of_in_the_singular_and_base_by_its_name() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+
+    let one = cli.run(&["upgrade", "+1"]).await.expect(exit::OK).stdout;
+    assert!(one.contains("(1 migration,"), "{one}");
+    let all = cli.run(&["upgrade"]).await.expect(exit::OK).stdout;
+    assert!(all.contains("(2 migrations,"), "{all}");
+    // An upgrade never goes down, and says how to, in the CLI's own words.
+    let down = cli
+        .run(&["upgrade", "--to", "base"])
+        .await
+        .expect(exit::REFUSED);
+    assert!(
+        down.stderr.contains("the target base is below it"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        down.stderr.contains("schemaop downgrade"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        !down.stderr.contains("spec.allowDowngrade"),
+        "{}",
+        down.stderr
+    );
+}
+
+#[tokio::test]
+async fn new_takes_its_name_as_alembic_takes_a_message() {
+    let dir = one_sequential_migration();
+    Schemaop::without_database(dir.path())
+        .run(&["new", "-m", "add email"])
+        .await
+        .expect(exit::OK);
+    assert!(
+        files_in(dir.path()).contains(&"0002_add_email.up.sql".to_string()),
+        "{:?}",
+        files_in(dir.path())
+    );
+    let help = Schemaop::without_database(dir.path())
+        .run(&["new", "--help"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+    // The sentence ends where it should, however the terminal wraps it.
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("the folder decides: sequential numbers when its files have them"),
+        "{help}"
+    );
 }
 
 #[tokio::test]
@@ -1266,7 +1411,10 @@ async fn json_output_parses_and_carries_the_state() {
     assert_eq!(plan["steps"], serde_json::json!([]));
 
     let verify = json(&["verify"]).await;
-    assert_eq!(verify, serde_json::json!({ "ok": true, "problems": [] }));
+    assert_eq!(
+        verify,
+        serde_json::json!({ "ok": true, "problems": [], "pending": [] })
+    );
 }
 
 // --- plan --sql -----------------------------------------------------------

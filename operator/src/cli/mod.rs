@@ -111,6 +111,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub allow_out_of_order: bool,
 
+    /// Accept a migrations folder with no migrations in it; without it, such
+    /// a folder is an error, since it is most often a wrong --dir.
+    #[arg(long, global = true)]
+    pub allow_empty: bool,
+
     /// Log level for diagnostics on stderr (error, warn, info, debug).
     #[arg(long, default_value = "warn", global = true)]
     pub log_level: String,
@@ -154,7 +159,12 @@ pub enum Command {
         version: Target,
     },
     /// Check checksums, missing files and gaps; exits 4 when something is wrong.
-    Verify,
+    Verify {
+        /// Also fail while migrations are pending: for CI that wants the
+        /// database at head.
+        #[arg(long)]
+        pending_fails: bool,
+    },
     /// Create the next migration's files.
     New(new::NewArgs),
     /// Fix the history by hand; each fix is recorded in the audit log.
@@ -242,6 +252,12 @@ pub enum CliError {
     Engine(#[from] Error),
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "no migrations found in {}: migration files are named <version>_<description>.sql \
+         (or .up.sql and .down.sql); check --dir, or pass --allow-empty if an empty folder is meant",
+        .0.display()
+    )]
+    NoMigrations(PathBuf),
     #[error("cannot write {}: {source}; check that the folder exists and is writable", path.display())]
     Write {
         path: PathBuf,
@@ -255,6 +271,7 @@ impl CliError {
         match self {
             CliError::Engine(e) => exit_code(e),
             CliError::Usage(_) => exit::USAGE,
+            CliError::NoMigrations(_) => exit::INVALID_SOURCE,
             CliError::Write { .. } => exit::FAILED,
         }
     }
@@ -344,7 +361,18 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     if let Command::Wait(args) = &cli.command {
         return wait::run(args, global).await;
     }
-    let source = MigrationSource::from_dir(&global.dir)?;
+    let source = match &cli.command {
+        // They read only the database: no folder is needed, and a broken
+        // one must not hide what the database says.
+        Command::Current | Command::History => MigrationSource::default(),
+        _ => {
+            let source = MigrationSource::from_dir(&global.dir)?;
+            if source.is_empty() && !global.allow_empty {
+                return Err(CliError::NoMigrations(global.dir.clone()));
+            }
+            source
+        }
+    };
     let migrator = Migrator::new(&source, database(global)?, options(global));
     match cli.command {
         Command::Upgrade(target) => {
@@ -372,14 +400,20 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
         Command::Status => {
             let session = migrator.connect().await?;
             let history = migrator.history(&session).await?;
-            reporter.status(&migrator, &engine::status::status(&source, &history));
+            let status = engine::status::status(&source, &history);
+            reporter.status(&migrator, &status);
+            // As verify does: a row that needs a person fails the command.
+            if status.problems().next().is_some() {
+                return Ok(exit::REFUSED);
+            }
         }
-        Command::Verify => {
+        Command::Verify { pending_fails } => {
             let session = migrator.connect().await?;
             let history = migrator.history(&session).await?;
             let status = engine::status::status(&source, &history);
-            reporter.verify(&status);
-            if status.problems().next().is_some() {
+            let pending = pending_fails && status.count(engine::status::State::Pending) > 0;
+            reporter.verify(&status, pending_fails);
+            if status.problems().next().is_some() || pending {
                 return Ok(exit::REFUSED);
             }
         }
@@ -410,12 +444,12 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-fn database(global: &GlobalArgs) -> Result<Database, Error> {
+fn database(global: &GlobalArgs) -> Result<Database, CliError> {
     match &global.database_url {
-        Some(url) => Database::from_url(url),
-        None => Err(Error::InvalidUrl {
-            reason: "no database given: pass --database-url or set DATABASE_URL".into(),
-        }),
+        Some(url) => Ok(Database::from_url(url)?),
+        None => Err(CliError::Usage(
+            "no database given: pass --database-url or set DATABASE_URL".into(),
+        )),
     }
 }
 

@@ -12,9 +12,14 @@ use crate::engine::{Error, Version};
 #[derive(Debug, Args)]
 pub struct NewArgs {
     /// What the migration does, such as "add users"; becomes the file name's description.
-    pub name: String,
-    /// Number with the next integer (0001, 0002, ...) instead of a UTC timestamp.
-    /// The default follows the folder: sequential if its versions are.
+    #[arg(required_unless_present = "message", conflicts_with = "message")]
+    pub name: Option<String>,
+    /// The same, as Alembic takes it: `new -m "add users"`.
+    #[arg(short, long, value_name = "NAME")]
+    pub message: Option<String>,
+    /// Number with the next integer (0001, 0002, ...) instead of a UTC
+    /// timestamp. Without it, the folder decides: sequential numbers when its
+    /// files have them, timestamps when they have timestamps or there are none.
     #[arg(long)]
     pub sequential: bool,
     /// Create one up-only `.sql` file, with no down file.
@@ -30,10 +35,15 @@ pub struct NewArgs {
 const TIMESTAMP_DIGITS: usize = 14;
 
 pub fn create(dir: &Path, args: &NewArgs) -> Result<Vec<PathBuf>, CliError> {
-    let description = slug(&args.name).ok_or_else(|| {
+    // clap makes exactly one of the two present.
+    let name = args
+        .name
+        .as_deref()
+        .or(args.message.as_deref())
+        .unwrap_or_default();
+    let description = slug(name).ok_or_else(|| {
         CliError::Usage(format!(
-            "{:?} has no letters or digits to name a file with; give the migration a name such as \"add users\"",
-            args.name
+            "{name:?} has no letters or digits to name a file with; give the migration a name such as \"add users\""
         ))
     })?;
     let existing = existing_versions(dir)?;
@@ -55,17 +65,17 @@ pub fn create(dir: &Path, args: &NewArgs) -> Result<Vec<PathBuf>, CliError> {
     let files: Vec<(PathBuf, String)> = if args.irreversible {
         vec![(
             dir.join(format!("{stem}.sql")),
-            format!("{header}-- {}\n", args.name),
+            format!("{header}-- {}\n", name),
         )]
     } else {
         vec![
             (
                 dir.join(format!("{stem}.up.sql")),
-                format!("{header}-- {}\n", args.name),
+                format!("{header}-- {}\n", name),
             ),
             (
                 dir.join(format!("{stem}.down.sql")),
-                format!("{header}-- Revert: {}\n", args.name),
+                format!("{header}-- Revert: {}\n", name),
             ),
         ]
     };

@@ -155,10 +155,10 @@ impl Reporter {
             "upgraded"
         };
         println!(
-            "{verb} {database} from {} to {} ({} migrations, {total} ms)",
+            "{verb} {database} from {} to {} ({}, {total} ms)",
             version_text(report.from),
             version_text(report.to),
-            report.steps.len()
+            migrations(report.steps.len())
         );
     }
 
@@ -207,12 +207,26 @@ impl Reporter {
         if !self.human() {
             return print_json(json!({ "database": database, "status": status }));
         }
+        // Every row is counted: a header that leaves out drifted rows reads
+        // as healthy when it is not.
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for entry in &status.entries {
+            let label = state_text(entry.state).to_lowercase();
+            match counts.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((label, 1)),
+            }
+        }
+        let counts: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
         println!(
-            "{database}: at {}, latest {} ({} applied, {} pending)",
+            "{database}: at {}, latest {} ({})",
             version_text(status.current),
             version_text(status.latest),
-            status.count(State::Applied),
-            status.count(State::Pending),
+            if counts.is_empty() {
+                "no migrations".into()
+            } else {
+                counts.join(", ")
+            },
         );
         let rows: Vec<[String; 4]> = status
             .entries
@@ -235,31 +249,52 @@ impl Reporter {
         }
     }
 
-    pub fn verify(&self, status: &Status) {
+    /// With `pending_fails`, pending migrations are a failure too.
+    pub fn verify(&self, status: &Status, pending_fails: bool) {
         let problems: Vec<_> = status.problems().collect();
+        let pending: Vec<Version> = status
+            .entries
+            .iter()
+            .filter(|e| pending_fails && e.state == State::Pending)
+            .map(|e| e.version)
+            .collect();
         if !self.human() {
-            return print_json(json!({ "ok": problems.is_empty(), "problems": problems }));
+            return print_json(json!({
+                "ok": problems.is_empty() && pending.is_empty(),
+                "problems": problems,
+                "pending": pending,
+            }));
         }
-        if problems.is_empty() {
+        if !pending.is_empty() {
+            let list: Vec<String> = pending.iter().map(Version::to_string).collect();
             println!(
-                "ok: {} migrations, checksums match, no gaps",
-                status.entries.len()
+                "not at head: {} pending ({}); run `schemaop upgrade`",
+                migrations(pending.len()),
+                list.join(", ")
+            );
+        }
+        if problems.is_empty() && pending.is_empty() {
+            println!(
+                "ok: {}, checksums match, no gaps",
+                migrations(status.entries.len())
             );
             return;
         }
         for p in &problems {
             let what = match p.state {
-                State::Drifted => {
-                    "its file changed since it was applied; restore it or run `schemaop repair --accept-checksum VERSION`"
-                }
-                State::Missing => "it is applied but its file is gone; restore the file",
-                State::OutOfOrder => {
-                    "it is pending but older than the newest applied migration; give it a newer version or use --allow-out-of-order"
-                }
-                State::Blocked(_) => {
-                    "a no-transaction migration failed or was interrupted; see `schemaop status` and repair it"
-                }
-                State::Applied | State::Pending => "",
+                State::Drifted => format!(
+                    "its file changed since it was applied; restore it or run \
+                     `schemaop repair --accept-checksum {}`",
+                    p.version
+                ),
+                State::Missing => "it is applied but its file is gone; restore the file".into(),
+                State::OutOfOrder => "it is pending but older than the newest applied migration; \
+                                      give it a newer version or use --allow-out-of-order"
+                    .into(),
+                State::Blocked(_) => "a no-transaction migration failed or was interrupted; \
+                                      see `schemaop status` and repair it"
+                    .into(),
+                State::Applied | State::Pending => String::new(),
             };
             println!(
                 "{} ({}): {}: {what}",
@@ -268,7 +303,10 @@ impl Reporter {
                 state_text(p.state)
             );
         }
-        println!("{} problem(s) found", problems.len());
+        let n = problems.len();
+        if n > 0 {
+            println!("{n} problem{} found", if n == 1 { "" } else { "s" });
+        }
     }
 
     pub fn plan(&self, plan: &Plan<'_>, sql: Option<&str>) {
@@ -354,6 +392,7 @@ impl Reporter {
                 let reason = match error {
                     CliError::Engine(e) => e.reason(),
                     CliError::Usage(_) => "Usage",
+                    CliError::NoMigrations(_) => "NoMigrations",
                     CliError::Write { .. } => "Write",
                 };
                 print_json(json!({ "error": { "reason": reason, "message": error.to_string() } }));
@@ -379,6 +418,11 @@ fn state_text(state: State) -> String {
         State::OutOfOrder => "OUT OF ORDER".into(),
         State::Blocked(s) => s.as_str().to_uppercase(),
     }
+}
+
+/// `1 migration`, `2 migrations`.
+fn migrations(n: usize) -> String {
+    format!("{n} migration{}", if n == 1 { "" } else { "s" })
 }
 
 fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {

@@ -365,7 +365,8 @@ mod tests {
         .unwrap_err();
         let down = engine::Error::DowngradeNotAllowed {
             current: Version(2),
-            target: Version(1),
+            target: "1".into(),
+            how: "set spec.allowDowngrade: true on the SchemaMigration",
         };
         let out_of_order = engine::Error::OutOfOrder {
             pending: vec![Version(1)],

@@ -169,9 +169,12 @@ pub enum Error {
     },
 
     #[error(
-        "applied migrations changed since they ran: {}; restore the files, or accept the new text with \
-         `schemaop repair --accept-checksum VERSION`",
-        describe_drift(.0)
+        "applied migrations changed since they ran: {}; restore the files, or accept the new text with {}",
+        describe_drift(.0),
+        .0.iter()
+            .map(|d| format!("`schemaop repair --accept-checksum {}`", d.version))
+            .collect::<Vec<_>>()
+            .join(" and ")
     )]
     ChecksumMismatch(Vec<Drift>),
 
@@ -197,9 +200,16 @@ pub enum Error {
     Irreversible { version: Version, file: String },
 
     #[error(
-        "the database is at {current} and the target {target} is below it; downgrading is not allowed here (use `schemaop downgrade`, or set spec.allowDowngrade)"
+        "the database is at {current} and the target {target} is below it; downgrading is not allowed here: {how}"
     )]
-    DowngradeNotAllowed { current: Version, target: Version },
+    DowngradeNotAllowed {
+        current: Version,
+        /// A version, or `base`.
+        target: String,
+        /// The way to allow it where the plan was asked for: the CLI's verb
+        /// or the resource's field.
+        how: &'static str,
+    },
 
     #[error(
         "the database is at {current} and the target {target} is above it; use `schemaop upgrade --to {target}`"

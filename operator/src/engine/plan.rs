@@ -322,7 +322,11 @@ pub fn plan<'a>(
     if !allowed {
         return Err(Error::DowngradeNotAllowed {
             current: current_version,
-            target: target.unwrap_or(Version(0)),
+            target: target.map_or_else(|| "base".into(), |v| v.to_string()),
+            how: match options.direction {
+                Direction::Either { .. } => "set spec.allowDowngrade: true on the SchemaMigration",
+                Direction::Up | Direction::Down => "use `schemaop downgrade` to go down",
+            },
         });
     }
     let mut steps = Vec::new();
