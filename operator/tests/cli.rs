@@ -47,6 +47,13 @@ impl Schemaop {
         command
             .env_remove("DATABASE_URL")
             .env_remove("RUST_LOG")
+            .env_remove("PGHOST")
+            .env_remove("PGHOSTADDR")
+            .env_remove("PGPORT")
+            .env_remove("PGDATABASE")
+            .env_remove("PGUSER")
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
             .arg("--dir")
             .arg(&self.dir);
         if let Some(url) = &self.url {
@@ -896,6 +903,68 @@ async fn bad_credentials_exit_5_naming_the_user_and_never_the_password() {
         "{error}"
     );
     assert!(!history_table_exists(&db).await);
+}
+
+#[tokio::test]
+async fn libpq_environment_variables_reach_the_database_as_for_psql() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let config: tokio_postgres::Config = db.url.parse().expect("test URL");
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("the tests use TCP, not {other:?}"),
+    };
+    let password = String::from_utf8(config.get_password().unwrap_or_default().to_vec()).unwrap();
+    let mut upgrade = Schemaop::without_database(dir.path()).command(&["upgrade"]);
+    upgrade
+        .env("PGHOST", &host)
+        .env("PGPORT", config.get_ports()[0].to_string())
+        .env("PGUSER", config.get_user().expect("a user"))
+        .env("PGDATABASE", &db.name)
+        .env("PGPASSWORD", &password);
+
+    let outcome = run(upgrade).await.expect(exit::OK);
+
+    assert!(outcome.stdout.contains(&db.name), "{}", outcome.stdout);
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+}
+
+#[tokio::test]
+async fn each_connection_failure_says_its_own_next_step() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let missing_db = common::url_for("no_such_database_here");
+    let role = url_as("no_such_role", "whatever", &db.name);
+    for (url, needle) in [
+        (missing_db.as_str(), "createdb no_such_database_here"),
+        (role.as_str(), "has no role \"no_such_role\""),
+        (
+            &format!("postgres://app:{SECRET}@127.0.0.1:1/app"),
+            "nothing accepts connections at",
+        ),
+        (
+            &format!("postgres://app:{SECRET}@no-such-host.invalid/app"),
+            "\"no-such-host.invalid\" does not resolve",
+        ),
+    ] {
+        let outcome = Schemaop::new(url, dir.path())
+            .run(&["status"])
+            .await
+            .expect(exit::UNREACHABLE);
+        assert!(
+            outcome.stderr.contains(needle),
+            "{needle:?} missing:\n{}",
+            outcome.stderr
+        );
+        outcome.assert_never_shows(SECRET);
+        if !needle.contains("accepts") && !needle.contains("resolve") {
+            assert!(
+                !outcome.stderr.contains("check the host"),
+                "{}",
+                outcome.stderr
+            );
+        }
+    }
 }
 
 #[tokio::test]

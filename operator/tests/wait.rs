@@ -409,7 +409,7 @@ async fn a_database_still_down_at_the_timeout_is_unreachable() {
     assert!(
         outcome
             .stderr
-            .contains("error: timed out after 2s waiting for revision 1: cannot reach the database at postgres://"),
+            .contains("error: timed out after 2s waiting for revision 1: nothing accepts connections at postgres://"),
         "{outcome:?}"
     );
 }

@@ -339,6 +339,10 @@ pub fn exit_code(error: &Error) -> u8 {
         Error::InvalidUrl { .. }
         | Error::InvalidTls { .. }
         | Error::Unreachable { .. }
+        | Error::ConnectionRefused { .. }
+        | Error::HostNotFound { .. }
+        | Error::DatabaseMissing { .. }
+        | Error::UnknownRole { .. }
         | Error::AuthenticationFailed { .. } => exit::UNREACHABLE,
         Error::LockTimeout { .. } | Error::LockWaitTimeout { .. } => exit::LOCKED,
         Error::Database { .. } | Error::MigrationFailed { .. } | Error::ConnectionLost { .. } => {
@@ -444,13 +448,17 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
+/// The database from --database-url (or DATABASE_URL), completed by libpq's
+/// environment as psql completes it, or from that environment alone.
 fn database(global: &GlobalArgs) -> Result<Database, CliError> {
-    match &global.database_url {
-        Some(url) => Ok(Database::from_url(url)?),
-        None => Err(CliError::Usage(
-            "no database given: pass --database-url or set DATABASE_URL".into(),
-        )),
-    }
+    let env = |name: &str| std::env::var(name).ok();
+    engine::libpq_env::database(global.database_url.as_deref(), &env)?.ok_or_else(|| {
+        CliError::Usage(
+            "no database given: pass --database-url, set DATABASE_URL, or set libpq's \
+             PGHOST, PGPORT, PGDATABASE, PGUSER (and PGPASSWORD or ~/.pgpass) as for psql"
+                .into(),
+        )
+    })
 }
 
 fn options(global: &GlobalArgs) -> MigratorOptions {

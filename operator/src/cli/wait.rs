@@ -609,6 +609,9 @@ async fn read_history(
 fn describe_database_error(error: &Error) -> String {
     match error {
         Error::Unreachable { target, reason } => format!("cannot connect to {target} ({reason})"),
+        Error::ConnectionRefused { target } => {
+            format!("cannot connect to {target} (nothing accepts connections there yet)")
+        }
         Error::AuthenticationFailed {
             target,
             user,

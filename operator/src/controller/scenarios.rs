@@ -352,7 +352,7 @@ async fn an_unreachable_database_is_retried_after_the_minimum_backoff_without_an
             Expect::get_secret(&secret),
             Expect::status(
                 StatusIs::reconciling("DatabaseUnreachable")
-                    .saying("cannot reach the database at postgres://app@127.0.0.1:1/db")
+                    .saying("nothing accepts connections at postgres://app@127.0.0.1:1/db")
                     .saying("; retrying"),
             ),
         ])
@@ -858,7 +858,7 @@ async fn the_password_of_a_refused_login_is_never_shown() {
         .reconcile(vec![
             Expect::get_secret(&secret),
             Expect::status(
-                StatusIs::stalled("AuthenticationFailed").saying(format!("refused user {user:?}")),
+                StatusIs::stalled("AuthenticationFailed").saying(format!("has no role {user:?}")),
             ),
             Expect::event(EventIs::warning("AuthenticationFailed").saying(&user)).failing_with(403),
         ])

@@ -139,6 +139,27 @@ impl Database {
         self.config.get_user().unwrap_or("")
     }
 
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
+    }
+
+    /// For a password that comes from elsewhere than the URL: libpq's
+    /// environment or password file.
+    pub(crate) fn set_password(&mut self, password: &str) {
+        self.config.password(password);
+    }
+
+    /// The first host (a socket directory starts with `/`) and its port.
+    pub(crate) fn first_host_port(&self) -> (String, u16) {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => String::new(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        (host, port)
+    }
+
     /// The database name, which defaults to the user name as in libpq.
     pub fn name(&self) -> &str {
         self.config.get_dbname().unwrap_or_else(|| self.user())
@@ -219,7 +240,25 @@ impl Database {
             OpenError::Tls(reason) => return Error::Unreachable { target, reason },
             OpenError::Driver(error) => error,
         };
+        // Each failure gets its own next step: "check the network" is only
+        // right where the network is the cause.
         match error.as_db_error() {
+            Some(db) if *db.code() == SqlState::INVALID_CATALOG_NAME => Error::DatabaseMissing {
+                target,
+                database: self.name().to_string(),
+            },
+            // PostgreSQL says 28000 for a role that does not exist, and for a
+            // pg_hba rejection; only the first names the role as missing.
+            Some(db)
+                if *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                    && db.message().starts_with("role ")
+                    && db.message().ends_with("does not exist") =>
+            {
+                Error::UnknownRole {
+                    target,
+                    user: self.user().to_string(),
+                }
+            }
             Some(db)
                 if matches!(
                     *db.code(),
@@ -236,11 +275,37 @@ impl Database {
                 target,
                 reason: db.message().to_string(),
             },
-            None => Error::Unreachable {
-                target,
-                reason: describe_io_error(&error),
-            },
+            None => {
+                let reason = describe_io_error(&error);
+                let io_kind =
+                    std::iter::successors(std::error::Error::source(&error), |e| e.source())
+                        .find_map(|e| e.downcast_ref::<std::io::Error>())
+                        .map(std::io::Error::kind);
+                if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+                    Error::ConnectionRefused { target }
+                } else if reason.contains("failed to lookup address") {
+                    Error::HostNotFound {
+                        host: self.host_names(),
+                    }
+                } else {
+                    Error::Unreachable { target, reason }
+                }
+            }
         }
+    }
+
+    /// The TCP host names, for a name that does not resolve.
+    fn host_names(&self) -> String {
+        let names: Vec<&str> = self
+            .config
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                Host::Tcp(name) => Some(name.as_str()),
+                Host::Unix(_) => None,
+            })
+            .collect();
+        names.join(",")
     }
 }
 

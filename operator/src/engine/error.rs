@@ -259,6 +259,23 @@ pub enum Error {
     Unreachable { target: String, reason: String },
 
     #[error(
+        "nothing accepts connections at {target}; check that PostgreSQL is running and listens on that host and port"
+    )]
+    ConnectionRefused { target: String },
+
+    #[error("the host name {host:?} does not resolve; check the host name")]
+    HostNotFound { host: String },
+
+    #[error(
+        "the server at {target} has no database {database:?}; create it (for example `createdb {database}`), \
+         or check the database name"
+    )]
+    DatabaseMissing { target: String, database: String },
+
+    #[error("the server at {target} has no role {user:?}; check the user name, or create the role")]
+    UnknownRole { target: String, user: String },
+
+    #[error(
         "the database at {target} refused user {user:?}: {reason}; check the user name and password"
     )]
     AuthenticationFailed {
@@ -356,8 +373,14 @@ impl Error {
             Error::InvalidHistoryTable { .. } => "InvalidHistoryTable",
             Error::InvalidUrl { .. } => "InvalidDatabaseUrl",
             Error::InvalidTls { .. } => "InvalidTlsSettings",
-            Error::Unreachable { .. } | Error::ConnectionLost { .. } => "DatabaseUnreachable",
-            Error::AuthenticationFailed { .. } => "AuthenticationFailed",
+            Error::Unreachable { .. }
+            | Error::ConnectionRefused { .. }
+            | Error::HostNotFound { .. }
+            | Error::DatabaseMissing { .. }
+            | Error::ConnectionLost { .. } => "DatabaseUnreachable",
+            Error::AuthenticationFailed { .. } | Error::UnknownRole { .. } => {
+                "AuthenticationFailed"
+            }
             Error::Database { .. } => "DatabaseError",
             Error::MigrationFailed { .. } => "MigrationFailed",
             Error::LockTimeout { .. } => "LockTimeout",
@@ -368,7 +391,12 @@ impl Error {
     /// True for failures a person must fix: retrying without a change cannot help.
     pub fn needs_a_person(&self) -> bool {
         match self {
+            // A database or server another system is still creating comes
+            // by itself.
             Error::Unreachable { .. }
+            | Error::ConnectionRefused { .. }
+            | Error::HostNotFound { .. }
+            | Error::DatabaseMissing { .. }
             | Error::ConnectionLost { .. }
             | Error::LockTimeout { .. }
             | Error::LockWaitTimeout { .. }

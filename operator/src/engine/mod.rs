@@ -7,6 +7,7 @@ pub mod connection;
 mod database_url;
 pub mod error;
 pub mod history;
+pub mod libpq_env;
 pub mod lock;
 pub mod migration;
 pub mod migrator;
