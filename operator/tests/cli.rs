@@ -1347,6 +1347,58 @@ async fn one_migration_is_spoken_of_in_the_singular_and_base_by_its_name() {
 }
 
 #[tokio::test]
+async fn a_new_migration_not_yet_written_stops_only_the_commands_that_would_run_it() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+    cli.run(&["new", "add users"]).await.expect(exit::OK);
+    let up = "0004_add_users.up.sql";
+
+    // Read-only verbs keep working and show it.
+    let status = cli.run(&["status"]).await.expect(exit::OK).stdout;
+    assert!(status.contains("EMPTY (pending)"), "{status}");
+    assert_eq!(cli.run(&["current"]).await.expect(exit::OK).stdout, "3\n");
+    cli.run(&["history"]).await.expect(exit::OK);
+    let plan = cli.run(&["plan"]).await.expect(exit::OK).stdout;
+    assert!(plan.contains("EMPTY"), "{plan}");
+    let sql = cli.run(&["plan", "--sql"]).await.expect(exit::OK).stdout;
+    assert!(
+        sql.contains("-- Not printed") && !sql.contains("INSERT"),
+        "{sql}"
+    );
+
+    // Those that would run it refuse, naming the file and the way on.
+    let upgrade = cli.run(&["upgrade"]).await.expect(exit::INVALID_SOURCE);
+    assert!(upgrade.stderr.contains(up), "{}", upgrade.stderr);
+    assert!(
+        upgrade.stderr.contains("write the migration's SQL"),
+        "{}",
+        upgrade.stderr
+    );
+    cli.run(&["verify"]).await.expect(exit::REFUSED);
+
+    // Written, it runs; its down file, still empty, is named on the way back.
+    std::fs::write(dir.path().join(up), "CREATE TABLE people (id int);").unwrap();
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+    let down = cli
+        .run(&["downgrade", "-1"])
+        .await
+        .expect(exit::INVALID_SOURCE);
+    assert!(
+        down.stderr.contains("0004_add_users.down.sql"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        down.stderr.contains("delete the down file"),
+        "{}",
+        down.stderr
+    );
+    assert!(table_exists(&db, "people").await);
+}
+
+#[tokio::test]
 async fn new_takes_its_name_as_alembic_takes_a_message() {
     let dir = one_sequential_migration();
     Schemaop::without_database(dir.path())

@@ -407,7 +407,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let status = engine::status::status(&source, &history);
             reporter.status(&migrator, &status);
             // As verify does: a row that needs a person fails the command.
-            if status.problems().next().is_some() {
+            if status.needs_a_person() {
                 return Ok(exit::REFUSED);
             }
         }

@@ -294,6 +294,10 @@ impl Reporter {
                 State::Blocked(_) => "a no-transaction migration failed or was interrupted; \
                                       see `schemaop status` and repair it"
                     .into(),
+                State::Empty => {
+                    "its file holds no SQL yet; write the migration's SQL, or delete the file"
+                        .into()
+                }
                 State::Applied | State::Pending => String::new(),
             };
             println!(
@@ -349,7 +353,16 @@ impl Reporter {
             } else {
                 "  (no transaction)"
             };
-            println!("  {verb} {}  {}{tx}", s.migration(), script_of(s).file);
+            let empty = if script_of(s).empty {
+                "  (EMPTY: its file holds no SQL yet; a run refuses it)"
+            } else {
+                ""
+            };
+            println!(
+                "  {verb} {}  {}{tx}{empty}",
+                s.migration(),
+                script_of(s).file
+            );
         }
     }
 
@@ -417,6 +430,7 @@ fn state_text(state: State) -> String {
         State::Missing => "MISSING FILE".into(),
         State::OutOfOrder => "OUT OF ORDER".into(),
         State::Blocked(s) => s.as_str().to_uppercase(),
+        State::Empty => "EMPTY (pending)".into(),
     }
 }
 

@@ -88,7 +88,11 @@ pub enum Error {
     )]
     DanglingLink { file: String, target: PathBuf },
 
-    #[error("{file}: the file is empty; write the migration's SQL or delete the file")]
+    #[error("{file}: the file holds no SQL yet; {}", if file.ends_with(".down.sql") {
+        "write the SQL that reverts the migration, or delete the down file to make the migration irreversible"
+    } else {
+        "write the migration's SQL, or delete the file"
+    })]
     EmptyFile { file: String },
 
     #[error("{file}: the file is not valid UTF-8; save it as UTF-8")]

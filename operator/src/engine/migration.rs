@@ -77,6 +77,9 @@ pub struct Script {
     /// sqlx's `-- no-transaction`): each statement then runs on its own.
     pub transactional: bool,
     pub checksum: Checksum,
+    /// Only comments or white space, as `schemaop new` writes it: loaded,
+    /// so that read-only commands keep working, and refused when it would run.
+    pub empty: bool,
 }
 
 /// The leading comments that mark a script as unable to run in a transaction.
@@ -100,6 +103,7 @@ impl Script {
             file: file.into(),
             transactional: !has_no_transaction_directive(&sql),
             checksum: Checksum::of(&sql),
+            empty: !super::sql::has_code(&sql),
             sql,
         }
     }

@@ -289,6 +289,9 @@ impl<'s> Migrator<'s> {
         // included; closing the session frees the lock.
         let history = self.history(session).await?;
         let plan = plan::plan(self.source, &history, target, options)?;
+        if let Some(error) = plan::empty_step(&plan) {
+            return Err(error);
+        }
         if !history.exists {
             self.create_tables(session).await?;
         }
@@ -363,6 +366,15 @@ impl<'s> Migrator<'s> {
                 plan.steps.len()
             ));
             let last = i + 1 == plan.steps.len();
+            // Printing its history writes would let a script run by hand
+            // record a migration that has no SQL yet as applied.
+            if let Some(error) = plan::empty_step(&Plan {
+                steps: vec![*step],
+                ..plan.clone()
+            }) {
+                out.push_str(&format!("-- Not printed: {error}\n"));
+                continue;
+            }
             match self.step_script(*step, last) {
                 StepScript::Transactional { text, .. } => out.push_str(&text),
                 StepScript::NoTransaction { before, script } => {

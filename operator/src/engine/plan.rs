@@ -247,6 +247,20 @@ pub fn blocked(history: &History) -> Option<Error> {
     })
 }
 
+/// The first step whose file holds no SQL yet, as `schemaop new` leaves it:
+/// such a file loads, so that read-only commands work, but never runs.
+pub fn empty_step(plan: &Plan<'_>) -> Option<Error> {
+    plan.steps.iter().find_map(|step| {
+        let script = match step {
+            Step::Apply(m) => &m.up,
+            Step::Revert(m) => m.down.as_ref()?,
+        };
+        script.empty.then(|| Error::EmptyFile {
+            file: script.file.clone(),
+        })
+    })
+}
+
 /// Computes the steps from the history to the target, or the reason not to run.
 pub fn plan<'a>(
     source: &'a MigrationSource,

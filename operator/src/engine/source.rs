@@ -8,7 +8,6 @@ use std::path::Path;
 use super::error::{Error, Result};
 use super::migration::{Migration, Script, Version};
 use super::script_check;
-use super::sql;
 
 /// A validated, ordered set of migrations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,9 +82,6 @@ impl MigrationSource {
             let text =
                 String::from_utf8(bytes).map_err(|_| Error::NotUtf8 { file: file.clone() })?;
             let script = Script::new(file.clone(), text);
-            if !sql::has_code(&script.sql) {
-                return Err(Error::EmptyFile { file });
-            }
             script_check::check(&script)?;
             let slot = match name.direction {
                 Direction::Up | Direction::UpOnly => &mut ups,
@@ -311,14 +307,16 @@ mod tests {
     }
 
     #[test]
-    fn rejects_empty_and_comment_only_files() {
+    fn comment_only_files_load_as_empty_for_read_only_commands() {
         for text in ["", "  \n", "-- todo\n"] {
-            let err = source(&[("1_a.sql", text)]).unwrap_err();
-            assert!(
-                matches!(&err, Error::EmptyFile { file } if file == "1_a.sql"),
-                "{text:?}: {err}"
-            );
+            let s = source(&[("1_a.sql", text)]).unwrap();
+            assert!(s.migrations()[0].up.empty, "{text:?}");
         }
+        assert!(
+            !source(&[("1_a.sql", "SELECT 1;")]).unwrap().migrations()[0]
+                .up
+                .empty
+        );
     }
 
     #[test]
@@ -455,14 +453,15 @@ mod tests {
         let script = &s.migrations()[0].up;
         assert!(!script.transactional);
         assert!(script.sql.starts_with("-- schemaop"), "{:?}", script.sql);
-        let err = source(&[("1_a.sql", "\u{feff}\n")]).unwrap_err();
-        assert!(matches!(err, Error::EmptyFile { .. }), "{err}");
+        let s = source(&[("1_a.sql", "\u{feff}\n")]).unwrap();
+        assert!(s.migrations()[0].up.empty);
     }
 
     #[test]
     fn a_file_with_carriage_return_line_endings_is_not_empty() {
         let s = source(&[("1_a.sql", "-- creates t\rCREATE TABLE t ();\r")]).unwrap();
         assert!(s.migrations()[0].up.transactional);
+        assert!(!s.migrations()[0].up.empty);
         let s = source(&[(
             "1_a.sql",
             "-- schemaop:no-transaction\rCREATE INDEX CONCURRENTLY i ON t (x);\r",

@@ -20,6 +20,8 @@ pub enum State {
     OutOfOrder,
     /// A no-transaction migration that failed or was interrupted.
     Blocked(RecordState),
+    /// Pending, and its file holds no SQL yet (as `schemaop new` writes it).
+    Empty,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -50,6 +52,12 @@ impl Status {
         self.entries
             .iter()
             .filter(|e| !matches!(e.state, State::Applied | State::Pending))
+    }
+
+    /// Entries that block or endanger a run and need a person, for `status`:
+    /// the problems but a migration still being written.
+    pub fn needs_a_person(&self) -> bool {
+        self.problems().any(|e| e.state != State::Empty)
     }
 }
 
@@ -87,6 +95,8 @@ pub fn status(source: &MigrationSource, history: &History) -> Status {
         description: m.description.clone(),
         state: if Some(m.version) < current {
             State::OutOfOrder
+        } else if m.up.empty {
+            State::Empty
         } else {
             State::Pending
         },
