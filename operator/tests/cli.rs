@@ -1290,6 +1290,29 @@ async fn current_and_history_need_only_the_database() {
 }
 
 #[tokio::test]
+async fn history_verbose_shows_what_the_table_has_no_room_for() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+    let checksum = db
+        .scalar("SELECT checksum FROM public.schemaop_migrations WHERE version = 2")
+        .await
+        .expect("a checksum");
+
+    for flag in ["--verbose", "-v"] {
+        let out = cli.run(&["history", flag]).await.expect(exit::OK).stdout;
+        assert!(
+            out.contains("2 (create orders)\n  state:    applied"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("  checksum: {checksum}")), "{out}");
+    }
+    let plain = cli.run(&["history"]).await.expect(exit::OK).stdout;
+    assert!(!plain.contains("checksum:"), "{plain}");
+}
+
+#[tokio::test]
 async fn a_folder_without_migrations_is_an_error_unless_allowed() {
     let db = TestDb::new().await;
     let empty = tempfile::tempdir().unwrap();

@@ -138,7 +138,12 @@ pub enum Command {
     /// Print the database's current version.
     Current,
     /// List applied migrations, oldest first.
-    History,
+    History {
+        /// Also each migration's state, checksum and any error, as
+        /// `alembic history --verbose` shows more.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Show applied, pending and drifted migrations.
     Status,
     /// Print what an upgrade (or with --down, a downgrade) would run;
@@ -368,7 +373,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     let source = match &cli.command {
         // They read only the database: no folder is needed, and a broken
         // one must not hide what the database says.
-        Command::Current | Command::History => MigrationSource::default(),
+        Command::Current | Command::History { .. } => MigrationSource::default(),
         _ => {
             let source = MigrationSource::from_dir(&global.dir)?;
             if source.is_empty() && !global.allow_empty {
@@ -397,9 +402,9 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let session = migrator.connect().await?;
             reporter.current(migrator.history(&session).await?.current());
         }
-        Command::History => {
+        Command::History { verbose } => {
             let session = migrator.connect().await?;
-            reporter.history(&migrator.history(&session).await?);
+            reporter.history(&migrator.history(&session).await?, verbose);
         }
         Command::Status => {
             let session = migrator.connect().await?;

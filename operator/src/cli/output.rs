@@ -169,7 +169,7 @@ impl Reporter {
         }
     }
 
-    pub fn history(&self, history: &History) {
+    pub fn history(&self, history: &History, verbose: bool) {
         if !self.human() {
             return print_json(json!({ "history": history.records }));
         }
@@ -200,6 +200,18 @@ impl Reporter {
             ],
             &rows,
         );
+        if verbose {
+            // One block per migration: what the table has no room for.
+            for r in &history.records {
+                println!();
+                println!("{} ({})", r.version, r.description);
+                println!("  state:    {}", r.state);
+                println!("  checksum: {}", r.checksum.to_hex());
+                if let Some(error) = &r.error {
+                    println!("  error:    {error}");
+                }
+            }
+        }
     }
 
     pub fn status(&self, migrator: &Migrator<'_>, status: &Status) {
