@@ -1667,6 +1667,178 @@ async fn plan_sql_run_by_hand_leaves_the_database_where_upgrade_would() {
     assert!(nothing.stdout.contains("up to date"), "{}", nothing.stdout);
 }
 
+/// Three migrations as a DBA would get them: a trailing comment with no
+/// `;` after it, and an index built outside a transaction.
+fn commented_with_an_index() -> tempfile::TempDir {
+    migrations_dir(&[
+        (
+            "0001_create_users.up.sql",
+            "-- who signs in\nCREATE TABLE users (id int PRIMARY KEY, email text);\n\
+             INSERT INTO users VALUES (1, 'a@example.com') -- the first user",
+        ),
+        ("0001_create_users.down.sql", "DROP TABLE users;"),
+        (
+            "0002_index_email.up.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);",
+        ),
+        (
+            "0002_index_email.down.sql",
+            "-- no-transaction\nDROP INDEX CONCURRENTLY users_email;",
+        ),
+        (
+            "0003_create_orders.up.sql",
+            "CREATE TABLE orders (id int PRIMARY KEY, user_id int REFERENCES users);",
+        ),
+        ("0003_create_orders.down.sql", "DROP TABLE orders;"),
+    ])
+}
+
+/// Runs a script as a DBA would: psql, stopping at the first error.
+fn psql(db: &TestDb, script: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), script).unwrap();
+    let path = file.path().to_string_lossy().into_owned();
+    common::run_program(
+        &common::pg_program("psql"),
+        &[
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &db.url,
+            "-f",
+            &path,
+        ],
+    )
+    .unwrap_or_else(|e| panic!("psql fails on the printed script ({e}):\n{script}"));
+}
+
+#[track_caller]
+fn assert_no_placeholders(script: &str) {
+    assert!(
+        !script.lines().any(|l| l.trim() == ";"),
+        "a lone `;` line in:\n{script}"
+    );
+    assert!(
+        !script.contains("duration_ms = 0"),
+        "a duration a run would not write in:\n{script}"
+    );
+}
+
+#[tokio::test]
+async fn plan_sql_offline_needs_no_database_and_psql_runs_it_to_where_upgrade_goes() {
+    let dir = commented_with_an_index();
+
+    let script = Schemaop::without_database(dir.path())
+        .run(&["plan", "--sql", "--offline"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+
+    assert_no_placeholders(&script);
+    assert!(script.contains("CREATE TABLE IF NOT EXISTS"), "{script}");
+    let by_hand = TestDb::new().await;
+    psql(&by_hand, &script);
+    let cli = Schemaop::new(&by_hand.url, dir.path());
+    cli.run(&["verify"]).await.expect(exit::OK);
+    assert_eq!(
+        history(&by_hand).await,
+        ["1 applied", "2 applied", "3 applied"]
+    );
+    assert_eq!(
+        by_hand
+            .count("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'")
+            .await,
+        1
+    );
+    assert_eq!(
+        by_hand
+            .count("SELECT count(*) FROM schemaop_migrations_audit WHERE outcome = 'succeeded'")
+            .await,
+        3
+    );
+    let nothing = cli.run(&["upgrade"]).await.expect(exit::OK);
+    assert!(nothing.stdout.contains("up to date"), "{}", nothing.stdout);
+}
+
+#[tokio::test]
+async fn plan_sql_from_a_version_prints_only_what_follows_it() {
+    let db = TestDb::new().await;
+    let dir = commented_with_an_index();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade", "1"]).await.expect(exit::OK);
+
+    let script = Schemaop::without_database(dir.path())
+        .run(&["plan", "--sql", "--from", "1"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+
+    assert!(!script.contains("CREATE TABLE users"), "{script}");
+    assert!(!script.contains("CREATE TABLE IF NOT EXISTS"), "{script}");
+    psql(&db, &script);
+    cli.run(&["verify"]).await.expect(exit::OK);
+    assert_eq!(history(&db).await, ["1 applied", "2 applied", "3 applied"]);
+}
+
+#[tokio::test]
+async fn plan_sql_offline_down_from_head_reverts_what_psql_is_given() {
+    let db = TestDb::new().await;
+    let dir = commented_with_an_index();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    let script = Schemaop::without_database(dir.path())
+        .run(&["plan", "--sql", "--down", "--from", "head", "-2"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+
+    assert_no_placeholders(&script);
+    psql(&db, &script);
+    assert_eq!(history(&db).await, ["1 applied"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn plan_sql_online_prints_no_lone_semicolons_or_placeholder_durations() {
+    let db = TestDb::new().await;
+    let dir = commented_with_an_index();
+
+    let script = Schemaop::new(&db.url, dir.path())
+        .run(&["plan", "--sql"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+
+    assert_no_placeholders(&script);
+    assert!(
+        script.contains("INSERT INTO users VALUES (1, 'a@example.com'); -- the first user"),
+        "{script}"
+    );
+}
+
+#[tokio::test]
+async fn plan_offline_refuses_steps_as_a_starting_point() {
+    let dir = commented_with_an_index();
+
+    let outcome = Schemaop::without_database(dir.path())
+        .run(&["plan", "--sql", "--from", "+1"])
+        .await
+        .expect(exit::USAGE);
+
+    assert!(
+        outcome.stderr.contains("--from +1") && outcome.stderr.contains("`base`"),
+        "{}",
+        outcome.stderr
+    );
+}
+
 // --- new ------------------------------------------------------------------
 
 /// File names in `dir`, sorted.

@@ -10,9 +10,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::TestDb;
+use common::{TestDb, pg_program, run_program as run};
 use schemaop::engine::{Direction, Event, HistoryTable, MigrationSource, MigratorOptions, Target};
 
 /// The history tables live in a schema of their own, left out of the dumps.
@@ -30,41 +29,6 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// A PostgreSQL client program: from PATH, or from Debian's versioned folder.
-fn pg_program(name: &str) -> PathBuf {
-    let in_path = Command::new(name).arg("--version").output();
-    if in_path.is_ok_and(|o| o.status.success()) {
-        return PathBuf::from(name);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    versions.sort();
-    versions
-        .into_iter()
-        .rev()
-        .map(|v| v.join("bin").join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} not found; install postgresql-client"))
-}
-
-fn run(program: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if output.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{} {args:?} failed: {}{stdout}",
-            program.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
 }
 
 /// The schema, without the lines that differ between any two dumps (the

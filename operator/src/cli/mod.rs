@@ -157,6 +157,14 @@ pub enum Command {
         /// Plan a downgrade instead of an upgrade.
         #[arg(long)]
         down: bool,
+        /// Plan with no database: from --from, as a run would have left
+        /// the history there. With --sql, a script to review or run with psql.
+        #[arg(long)]
+        offline: bool,
+        /// Where the database is assumed to be (implies --offline): `base`
+        /// (the default), `head` or a version.
+        #[arg(long, value_name = "TARGET")]
+        from: Option<Target>,
     },
     /// Record migrations up to a version as applied without running them (baseline an existing database).
     Stamp {
@@ -382,6 +390,17 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             source
         }
     };
+    if let Command::Plan {
+        target,
+        sql,
+        down,
+        offline,
+        from,
+    } = &cli.command
+        && (*offline || from.is_some())
+    {
+        return plan_offline(&source, global, target, *sql, *down, *from, reporter);
+    }
     let migrator = Migrator::new(&source, database(global)?, options(global));
     match cli.command {
         Command::Upgrade(target) => {
@@ -426,7 +445,9 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
                 return Ok(exit::REFUSED);
             }
         }
-        Command::Plan { target, sql, down } => {
+        Command::Plan {
+            target, sql, down, ..
+        } => {
             let direction = if down { Direction::Down } else { Direction::Up };
             let (plan, text) = migrator
                 .plan_sql(target.resolve(direction)?, direction)
@@ -450,6 +471,50 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
         }
         Command::New(_) | Command::Crd | Command::Run(_) | Command::Wait(_) => {}
     }
+    Ok(exit::OK)
+}
+
+/// `plan --offline`: nothing connects. A database named by the URL or
+/// libpq's environment only gives the lock key its name.
+fn plan_offline(
+    source: &MigrationSource,
+    global: &GlobalArgs,
+    target: &TargetArgs,
+    sql: bool,
+    down: bool,
+    from: Option<Target>,
+    reporter: &Reporter,
+) -> Result<u8, CliError> {
+    let direction = if down { Direction::Down } else { Direction::Up };
+    let from = from.unwrap_or(Target::Base);
+    if matches!(from, Target::Forward(_) | Target::Back(_)) {
+        return Err(CliError::Usage(format!(
+            "--from {from} counts steps from a database, and --offline has none; \
+             give `base`, `head` or a version"
+        )));
+    }
+    let options = options(global);
+    let env = |name: &str| std::env::var(name).ok();
+    let database = engine::libpq_env::database(global.database_url.as_deref(), &env)?;
+    let step_sql = engine::step_sql::StepSql {
+        table: &options.history,
+        actor: &options.actor,
+    };
+    let (plan, text) = engine::step_sql::offline(
+        source,
+        &step_sql,
+        from,
+        target.resolve(direction)?,
+        engine::PlanOptions {
+            direction,
+            allow_out_of_order: global.allow_out_of_order,
+        },
+        database.map(|d| options.history.lock_key(d.name())),
+        // Only `public` is sure to be there; creating it would need a
+        // privilege the script's runner may not have.
+        global.history_schema != "public",
+    )?;
+    reporter.plan(&plan, sql.then_some(text.as_str()));
     Ok(exit::OK)
 }
 

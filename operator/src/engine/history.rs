@@ -152,8 +152,7 @@ pub struct AuditEntry<'a> {
     pub action: AuditAction,
     pub version: Option<Version>,
     pub description: &'a str,
-    /// `None` measures from the start of the transaction, in the database.
-    pub duration_ms: Option<i64>,
+    pub elapsed: Elapsed,
     pub succeeded: bool,
     pub detail: Option<&'a str>,
 }
@@ -162,6 +161,42 @@ pub struct AuditEntry<'a> {
 /// transactional migration records its own duration in the same round trip.
 const ELAPSED_IN_TRANSACTION_MS: &str =
     "(extract(epoch FROM clock_timestamp() - transaction_timestamp()) * 1000)::bigint";
+
+/// The session setting a printed no-transaction step starts its clock in.
+const STEP_STARTED: &str = "schemaop.step_started";
+
+/// How long a step took, as the history writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elapsed {
+    /// Measured by the runner, in milliseconds.
+    Measured(i64),
+    /// Since the transaction began, computed by the server.
+    InTransaction,
+    /// Since [`Elapsed::start_clock`] ran in this session, computed by the
+    /// server: printed scripts run by hand have no runner to measure them.
+    SinceClockStarted,
+}
+
+impl Elapsed {
+    /// Starts the clock [`Elapsed::SinceClockStarted`] reads; session-level,
+    /// since a no-transaction step spans several transactions. A `DO` block,
+    /// so psql prints no result for it.
+    pub fn start_clock() -> String {
+        format!(
+            "DO $$ BEGIN PERFORM set_config('{STEP_STARTED}', clock_timestamp()::text, false); END $$;\n"
+        )
+    }
+
+    fn sql(self) -> String {
+        match self {
+            Elapsed::Measured(ms) => ms.to_string(),
+            Elapsed::InTransaction => ELAPSED_IN_TRANSACTION_MS.to_string(),
+            Elapsed::SinceClockStarted => format!(
+                "(extract(epoch FROM clock_timestamp() - current_setting('{STEP_STARTED}')::timestamptz) * 1000)::bigint"
+            ),
+        }
+    }
+}
 
 impl HistoryTable {
     pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
@@ -350,11 +385,11 @@ impl HistoryTable {
         &self,
         version: Version,
         state: RecordState,
-        duration_ms: Option<i64>,
+        elapsed: Option<Elapsed>,
         error: Option<&str>,
     ) -> String {
-        let duration = duration_ms
-            .map(|d| format!(", duration_ms = {d}"))
+        let duration = elapsed
+            .map(|e| format!(", duration_ms = {}", e.sql()))
             .unwrap_or_default();
         let applied_at = if state == RecordState::Applied {
             ", applied_at = now()"
@@ -412,9 +447,7 @@ impl HistoryTable {
                 .version
                 .map_or_else(|| "NULL".to_string(), |v| v.to_string()),
             quote_literal(entry.description),
-            entry
-                .duration_ms
-                .map_or_else(|| ELAPSED_IN_TRANSACTION_MS.to_string(), |d| d.to_string()),
+            entry.elapsed.sql(),
             if entry.succeeded {
                 "succeeded"
             } else {

@@ -13,12 +13,13 @@ use super::connection::{
     Database, Session, SessionSettings, database_error, failure, is_lock_timeout,
 };
 use super::error::{Error, Result};
-use super::history::{AuditAction, AuditEntry, History, HistoryTable, RecordState};
+use super::history::{AuditAction, AuditEntry, Elapsed, History, HistoryTable, RecordState};
 use super::lock::{self, LockHolder};
-use super::migration::{Migration, Script, Version};
+use super::migration::{Script, Version};
 use super::plan::{self, Direction, Plan, PlanOptions, Step, Target};
 use super::source::MigrationSource;
 use super::sql;
+use super::step_sql::{StepScript, StepSql, TX_PREFIX};
 use super::watchdog;
 
 /// How a [`Migrator`] behaves; the defaults suit most databases.
@@ -128,27 +129,6 @@ pub struct Migrator<'s> {
     options: MigratorOptions,
 }
 
-/// The text sent for one step. Built once, used to run it and to print it.
-enum StepScript<'m> {
-    /// One round trip: `BEGIN`, the migration, its history rows, `COMMIT`.
-    Transactional {
-        text: String,
-        /// Characters before the migration's SQL, to map error positions.
-        prefix_chars: usize,
-        script: &'m Script,
-    },
-    /// Recorded as started, then each statement on its own; see [`Migrator::finish_script`].
-    NoTransaction { before: String, script: &'m Script },
-}
-
-const TX_PREFIX: &str = "BEGIN;\n";
-
-/// Starts each step from the session settings the connection was opened
-/// with (its startup options), whatever an earlier migration `SET`: sent in
-/// the step's own round trip. Before `BEGIN`, in the same query string, it
-/// still belongs to the step's transaction, and runs again on each attempt.
-const RESET_SESSION: &str = "RESET lock_timeout;\nRESET statement_timeout;\n";
-
 /// Why a step's statement was given up on.
 struct Attempts {
     error: tokio_postgres::Error,
@@ -157,15 +137,6 @@ struct Attempts {
     /// The sessions last seen holding the locks it waited for.
     blockers: Vec<Blocker>,
 }
-
-/// Every transactional step but a run's last commits without waiting for
-/// its WAL to reach disk: on most disks that wait is the largest cost of a
-/// small migration. Each migration stays atomic with its history rows, and
-/// the last commit waits for all the WAL before it, so a run is durable when
-/// it reports success. Only a crash of the server itself, within a fraction
-/// of a second of a commit, can undo such a migration, and then its history
-/// row goes with it: the next run applies it again.
-const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off;\n";
 
 impl<'s> Migrator<'s> {
     pub fn new(source: &'s MigrationSource, database: Database, options: MigratorOptions) -> Self {
@@ -345,51 +316,21 @@ impl<'s> Migrator<'s> {
         let session = self.connect().await?;
         let history = self.history(&session).await?;
         let plan = plan::plan(self.source, &history, target, self.plan_options(direction))?;
-        let mut out = String::new();
-        if !plan.is_up_to_date() {
-            out.push_str(&format!(
-                "-- Taken first, on the run's own connection: SELECT pg_try_advisory_lock({});\n",
-                self.lock_key()
-            ));
-            if !history.exists {
-                out.push_str("-- Creates the history tables.\n");
-                let create_schema = !self.schema_exists(&session).await?;
-                out.push_str(&self.options.history.create_script(create_schema));
-            }
+        let create_tables = match history.exists || plan.is_up_to_date() {
+            true => None,
+            false => Some(!self.schema_exists(&session).await?),
+        };
+        let text = self
+            .step_sql()
+            .printed(&plan, Some(self.lock_key()), create_tables);
+        Ok((plan, text))
+    }
+
+    fn step_sql(&self) -> StepSql<'_> {
+        StepSql {
+            table: &self.options.history,
+            actor: &self.options.actor,
         }
-        for (i, step) in plan.steps.iter().enumerate() {
-            let m = step.migration();
-            let kind = if step.is_revert() { "revert" } else { "apply" };
-            out.push_str(&format!(
-                "\n-- {}/{}: {kind} {m}\n",
-                i + 1,
-                plan.steps.len()
-            ));
-            let last = i + 1 == plan.steps.len();
-            // Printing its history writes would let a script run by hand
-            // record a migration that has no SQL yet as applied.
-            if let Some(error) = plan::empty_step(&Plan {
-                steps: vec![*step],
-                ..plan.clone()
-            }) {
-                out.push_str(&format!("-- Not printed: {error}\n"));
-                continue;
-            }
-            match self.step_script(*step, last) {
-                StepScript::Transactional { text, .. } => out.push_str(&text),
-                StepScript::NoTransaction { before, script } => {
-                    out.push_str("-- Runs outside a transaction, one statement at a time.\n");
-                    out.push_str(&before);
-                    for statement in sql::split_statements(&script.sql) {
-                        out.push_str(&statement.terminated());
-                        out.push('\n');
-                    }
-                    out.push_str("-- duration_ms below is the measured time of the run.\n");
-                    out.push_str(&self.finish_script(*step, 0));
-                }
-            }
-        }
-        Ok((plan, out))
     }
 
     /// Records migrations up to `target` as applied without running them, to
@@ -438,7 +379,7 @@ impl<'s> Migrator<'s> {
             action: AuditAction::Stamp,
             version: target,
             description: "stamp",
-            duration_ms: Some(0),
+            elapsed: Elapsed::Measured(0),
             succeeded: true,
             detail: Some(&detail),
         }));
@@ -510,7 +451,7 @@ impl<'s> Migrator<'s> {
                 action: AuditAction::Repair,
                 version: Some(version),
                 description: &description,
-                duration_ms: Some(0),
+                elapsed: Elapsed::Measured(0),
                 succeeded: true,
                 detail: Some(&detail),
             })
@@ -572,61 +513,6 @@ impl<'s> Migrator<'s> {
             .any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
     }
 
-    /// `last` marks the run's last step, whose commit waits for the WAL
-    /// flush; see [`ASYNC_COMMIT`].
-    fn step_script(&self, step: Step<'s>, last: bool) -> StepScript<'s> {
-        let table = &self.options.history;
-        let actor = &self.options.actor;
-        let m = step.migration();
-        let (script, action) = match step {
-            Step::Apply(m) => (&m.up, AuditAction::Up),
-            // Plans only revert migrations that have a down script.
-            Step::Revert(m) => (m.down.as_ref().unwrap_or(&m.up), AuditAction::Down),
-        };
-        if script.transactional {
-            let record = match step {
-                Step::Apply(_) => table.insert_applied_audited(m, actor),
-                Step::Revert(_) => {
-                    table.delete(m.version) + &table.insert_audit(&success(actor, action, m, None))
-                }
-            };
-            // The newline before `;` ends a trailing `--` comment in the file.
-            let commit = if last { "" } else { ASYNC_COMMIT };
-            let text = format!(
-                "{RESET_SESSION}{TX_PREFIX}{}\n;\n{record}{commit}COMMIT;\n",
-                script.sql
-            );
-            StepScript::Transactional {
-                text,
-                prefix_chars: RESET_SESSION.chars().count() + TX_PREFIX.chars().count(),
-                script,
-            }
-        } else {
-            let before = RESET_SESSION.to_string()
-                + &match step {
-                    Step::Apply(_) => table.insert_started(m, actor),
-                    Step::Revert(_) => {
-                        table.set_state(m.version, RecordState::Reverting, None, None)
-                    }
-                };
-            StepScript::NoTransaction { before, script }
-        }
-    }
-
-    /// Ends a no-transaction step: its record and audit entry, in one round trip.
-    fn finish_script(&self, step: Step<'_>, duration_ms: i64) -> String {
-        let table = &self.options.history;
-        let m = step.migration();
-        let (record, action) = match step {
-            Step::Apply(_) => (
-                table.set_state(m.version, RecordState::Applied, Some(duration_ms), None),
-                AuditAction::Up,
-            ),
-            Step::Revert(_) => (table.delete(m.version), AuditAction::Down),
-        };
-        record + &table.insert_audit(&success(&self.options.actor, action, m, Some(duration_ms)))
-    }
-
     async fn run_step(
         &self,
         session: &Session,
@@ -637,7 +523,7 @@ impl<'s> Migrator<'s> {
     ) -> Result<Duration> {
         let started = Instant::now();
         let m = step.migration();
-        match self.step_script(step, last) {
+        match self.step_sql().script(step, last) {
             StepScript::Transactional {
                 text,
                 prefix_chars,
@@ -695,7 +581,9 @@ impl<'s> Migrator<'s> {
                     }
                 }
                 let duration = started.elapsed();
-                let finish = self.finish_script(step, duration.as_millis() as i64);
+                let finish = self
+                    .step_sql()
+                    .finish(step, Elapsed::Measured(duration.as_millis() as i64));
                 session
                     .execute(&finish, "recording the migration as finished")
                     .await?;
@@ -804,7 +692,7 @@ impl<'s> Migrator<'s> {
             },
             version: Some(m.version),
             description: &m.description,
-            duration_ms: Some(0),
+            elapsed: Elapsed::Measured(0),
             succeeded: false,
             detail: Some(&detail),
         };
@@ -832,23 +720,6 @@ fn retry_delays(options: &MigratorOptions) -> impl Iterator<Item = Duration> + u
         None => builder.without_max_times(),
     }
     .build()
-}
-
-fn success<'a>(
-    actor: &'a str,
-    action: AuditAction,
-    m: &'a Migration,
-    duration_ms: Option<i64>,
-) -> AuditEntry<'a> {
-    AuditEntry {
-        actor,
-        action,
-        version: Some(m.version),
-        description: &m.description,
-        duration_ms,
-        succeeded: true,
-        detail: None,
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod script_check;
 pub mod source;
 pub mod sql;
 pub mod status;
+pub mod step_sql;
 pub mod tls;
 pub mod watchdog;
 

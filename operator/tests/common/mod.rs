@@ -257,3 +257,39 @@ impl Drop for TestRole {
         as_admin_after_test(format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
+
+/// A PostgreSQL client program: from PATH, or from Debian's versioned folder.
+pub fn pg_program(name: &str) -> PathBuf {
+    let in_path = std::process::Command::new(name).arg("--version").output();
+    if in_path.is_ok_and(|o| o.status.success()) {
+        return PathBuf::from(name);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .into_iter()
+        .rev()
+        .map(|v| v.join("bin").join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found; install postgresql-client"))
+}
+
+/// Runs a program to its end: its stdout, or all it said when it failed.
+pub fn run_program(program: &Path, args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{} {args:?} failed: {}{stdout}",
+            program.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
