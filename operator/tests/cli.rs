@@ -267,12 +267,17 @@ async fn eight_concurrent_runners_apply_each_migration_exactly_once() {
     // Exactly one runner did the work; the others found nothing left to do.
     let steps: Vec<usize> = outcomes
         .iter()
-        .map(|o| o.json()["report"]["steps"].as_array().expect("steps").len())
+        .map(|o| {
+            o.json()["upgrade"]["steps"]
+                .as_array()
+                .expect("steps")
+                .len()
+        })
         .collect();
     assert_eq!(steps.iter().filter(|n| **n == 5).count(), 1, "{steps:?}");
     assert_eq!(steps.iter().filter(|n| **n == 0).count(), 7, "{steps:?}");
     for outcome in &outcomes {
-        assert_eq!(outcome.json()["report"]["to"], 5, "{}", outcome.stdout);
+        assert_eq!(outcome.json()["upgrade"]["to"], 5, "{}", outcome.stdout);
     }
 
     assert_eq!(
@@ -363,7 +368,7 @@ async fn downgrade_steps_started_during_an_upgrade_count_from_where_the_upgrade_
     let downgrade = downgrade.await.expect("downgrade task").expect(exit::OK);
 
     // One step back from where the upgrade ended, not from where it began.
-    let report = &downgrade.json()["report"];
+    let report = &downgrade.json()["downgrade"];
     assert_eq!(
         report["steps"].as_array().expect("steps").len(),
         1,
@@ -416,7 +421,10 @@ async fn eight_upgrades_and_eight_one_step_downgrades_each_move_by_their_own_ste
         match outcome.code {
             // Each downgrade that ran reverted exactly one migration...
             Some(0) => {
-                let steps = outcome.json()["report"]["steps"].as_array().unwrap().len();
+                let steps = outcome.json()["downgrade"]["steps"]
+                    .as_array()
+                    .unwrap()
+                    .len();
                 assert_eq!(steps, 1, "{}", outcome.stdout);
                 reverted += 1;
             }
@@ -1261,7 +1269,7 @@ async fn verify_pending_fails_while_the_database_is_not_at_head() {
         .run(&["--output", "json", "verify", "--pending-fails"])
         .await;
     assert_eq!(
-        json.expect(exit::REFUSED).json()["pending"],
+        json.expect(exit::REFUSED).json()["verify"]["pending"],
         serde_json::json!([3])
     );
 
@@ -1501,7 +1509,7 @@ async fn json_output_parses_and_carries_the_state() {
         cli.run(&args).await.expect(exit::OK).json()
     };
 
-    let plan = json(&["plan"]).await;
+    let plan = &json(&["plan"]).await["plan"];
     assert_eq!(plan["current"], Value::Null);
     assert_eq!(plan["target"], 3);
     assert_eq!(plan["sql"], Value::Null);
@@ -1514,9 +1522,9 @@ async fn json_output_parses_and_carries_the_state() {
     assert_eq!(steps[2]["direction"], "up");
 
     let upgrade = json(&["upgrade"]).await;
-    assert_eq!(upgrade["report"]["from"], Value::Null);
-    assert_eq!(upgrade["report"]["to"], 3);
-    let versions: Vec<&Value> = upgrade["report"]["steps"]
+    assert_eq!(upgrade["upgrade"]["from"], Value::Null);
+    assert_eq!(upgrade["upgrade"]["to"], 3);
+    let versions: Vec<&Value> = upgrade["upgrade"]["steps"]
         .as_array()
         .expect("steps")
         .iter()
@@ -1527,8 +1535,8 @@ async fn json_output_parses_and_carries_the_state() {
     assert!(database.ends_with(&format!("/{}", db.name)), "{database}");
 
     assert_eq!(
-        json(&["current"]).await,
-        serde_json::json!({ "current": 3 })
+        json(&["current"]).await["current"],
+        serde_json::json!({ "version": 3 })
     );
 
     let history = json(&["history"]).await;
@@ -1539,10 +1547,10 @@ async fn json_output_parses_and_carries_the_state() {
     assert_eq!(records[0]["state"], "applied");
     assert_eq!(records[0]["checksum"].as_str().map(str::len), Some(64));
 
-    let status = json(&["status"]).await;
-    assert_eq!(status["status"]["current"], 3);
-    assert_eq!(status["status"]["latest"], 3);
-    let states: Vec<&Value> = status["status"]["entries"]
+    let status = &json(&["status"]).await["status"];
+    assert_eq!(status["current"], 3);
+    assert_eq!(status["latest"], 3);
+    let states: Vec<&Value> = status["entries"]
         .as_array()
         .expect("entries")
         .iter()
@@ -1550,15 +1558,103 @@ async fn json_output_parses_and_carries_the_state() {
         .collect();
     assert_eq!(states, ["applied", "applied", "applied"]);
 
-    let plan = json(&["plan"]).await;
+    let plan = &json(&["plan"]).await["plan"];
     assert_eq!(plan["current"], 3);
     assert_eq!(plan["steps"], serde_json::json!([]));
 
-    let verify = json(&["verify"]).await;
     assert_eq!(
-        verify,
+        json(&["verify"]).await["verify"],
         serde_json::json!({ "ok": true, "problems": [], "pending": [] })
     );
+}
+
+/// The top-level keys of a JSON document, sorted.
+fn keys(document: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = document
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {document}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn every_verb_prints_one_envelope_keyed_by_its_name_with_the_database() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    let verbs: &[(&str, &[&str])] = &[
+        ("upgrade", &["upgrade", "2"]),
+        ("plan", &["plan"]),
+        ("status", &["status"]),
+        ("verify", &["verify"]),
+        ("current", &["current"]),
+        ("history", &["history"]),
+        ("downgrade", &["downgrade", "-1"]),
+        ("stamp", &["stamp", "2"]),
+        ("repair", &["repair", "--accept-checksum", "1"]),
+        ("wait", &["wait", "--revision", "1", "--timeout", "10s"]),
+    ];
+    for (verb, args) in verbs {
+        let args: Vec<&str> = ["--output", "json"].iter().chain(*args).copied().collect();
+
+        let document = cli.run(&args).await.expect(exit::OK).json();
+
+        let mut expected = vec!["database", verb];
+        expected.sort();
+        assert_eq!(keys(&document), expected, "{verb}: {document}");
+        let database = document["database"].as_str().expect("database");
+        assert!(
+            database.ends_with(&format!("/{}", db.name)),
+            "{verb}: {database}"
+        );
+    }
+
+    let new = Schemaop::without_database(dir.path())
+        .run(&["--output", "json", "new", "add orders"])
+        .await
+        .expect(exit::OK)
+        .json();
+    assert_eq!(keys(&new), ["database", "new"], "{new}");
+    assert_eq!(new["database"], Value::Null);
+    assert_eq!(
+        new["new"]["created"].as_array().map(Vec::len),
+        Some(2),
+        "{new}"
+    );
+}
+
+#[tokio::test]
+async fn an_error_is_the_same_envelope_with_its_reason_and_exit_code() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+
+    let document = cli
+        .run(&["--output", "json", "upgrade", "99"])
+        .await
+        .expect(exit::REFUSED)
+        .json();
+
+    assert_eq!(keys(&document), ["database", "error"], "{document}");
+    assert!(document["database"].as_str().is_some(), "{document}");
+    assert_eq!(document["error"]["reason"], "TargetNotFound");
+    assert_eq!(document["error"]["exit_code"], exit::REFUSED);
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("99")),
+        "{document}"
+    );
+    let usage = Schemaop::without_database(dir.path())
+        .run(&["--output", "json", "status"])
+        .await
+        .expect(exit::USAGE)
+        .json();
+    assert_eq!(keys(&usage), ["database", "error"], "{usage}");
+    assert_eq!(usage["database"], Value::Null);
 }
 
 // --- plan --sql -----------------------------------------------------------
@@ -1985,7 +2081,7 @@ async fn targets_are_taken_as_alembic_users_type_them() {
     cli.run(&["upgrade", "--steps", "2"]).await.expect(exit::OK);
     assert_eq!(current().await, "3\n");
     let plan = cli.run(&["--output", "json", "plan", "--down", "-2"]).await;
-    let steps = plan.expect(exit::OK).json()["steps"].clone();
+    let steps = plan.expect(exit::OK).json()["plan"]["steps"].clone();
     assert_eq!(steps.as_array().map(Vec::len), Some(2), "{steps}");
     cli.run(&["downgrade", "base"]).await.expect(exit::OK);
     assert_eq!(current().await, "base\n");

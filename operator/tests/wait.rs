@@ -241,7 +241,13 @@ async fn reads_database_url_from_the_environment_and_prints_json() {
     command.env("DATABASE_URL", setup.url());
     let outcome = run(command).await.expect(exit::OK);
     let json: serde_json::Value = serde_json::from_str(&outcome.stdout).expect("JSON on stdout");
-    assert_eq!(json, serde_json::json!({ "current": 2 }));
+    assert_eq!(json["wait"], serde_json::json!({ "current": 2 }));
+    assert!(
+        json["database"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("postgres")),
+        "{json}"
+    );
 }
 
 #[tokio::test]

@@ -127,6 +127,27 @@ pub struct GlobalArgs {
     pub log_sql: bool,
 }
 
+impl Command {
+    /// The verb as typed, and as the key of its result in JSON output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Upgrade(_) => "upgrade",
+            Command::Downgrade(_) => "downgrade",
+            Command::Current => "current",
+            Command::History { .. } => "history",
+            Command::Status => "status",
+            Command::Plan { .. } => "plan",
+            Command::Stamp { .. } => "stamp",
+            Command::Verify { .. } => "verify",
+            Command::New(_) => "new",
+            Command::Repair(_) => "repair",
+            Command::Crd => "crd",
+            Command::Run(_) => "run",
+            Command::Wait(_) => "wait",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations up to a target (default: head): `upgrade head`,
@@ -280,7 +301,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Engine(e) => exit_code(e),
             CliError::Usage(_) => exit::USAGE,
@@ -311,7 +332,7 @@ pub fn main() -> ExitCode {
         };
     }
     telemetry::init(LogFormat::Text, &cli.global.log_level, cli.global.log_sql);
-    let reporter = Reporter::new(cli.global.output);
+    let reporter = Reporter::new(cli.global.output, cli.command.name());
     match runtime.block_on(run(cli, &reporter)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
@@ -376,7 +397,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     if let Command::Wait(args) = &cli.command {
-        return wait::run(args, global).await;
+        return wait::run(args, global, reporter).await;
     }
     let source = match &cli.command {
         // They read only the database: no folder is needed, and a broken
@@ -401,21 +422,23 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     {
         return plan_offline(&source, global, target, *sql, *down, *from, reporter);
     }
-    let migrator = Migrator::new(&source, database(global)?, options(global));
+    let database = database(global)?;
+    reporter.set_database(&database);
+    let migrator = Migrator::new(&source, database, options(global));
     match cli.command {
         Command::Upgrade(target) => {
             let target = target.resolve(Direction::Up)?;
             let report = migrator
                 .run(target, Direction::Up, &|e| reporter.event(&e))
                 .await?;
-            reporter.run_report(&migrator, &report);
+            reporter.run_report(&report);
         }
         Command::Downgrade(target) => {
             let target = target.resolve(Direction::Down)?;
             let report = migrator
                 .run(target, Direction::Down, &|e| reporter.event(&e))
                 .await?;
-            reporter.run_report(&migrator, &report);
+            reporter.run_report(&report);
         }
         Command::Current => {
             let session = migrator.connect().await?;
@@ -429,7 +452,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let session = migrator.connect().await?;
             let history = migrator.history(&session).await?;
             let status = engine::status::status(&source, &history);
-            reporter.status(&migrator, &status);
+            reporter.status(&status);
             // As verify does: a row that needs a person fails the command.
             if status.needs_a_person() {
                 return Ok(exit::REFUSED);
@@ -496,6 +519,9 @@ fn plan_offline(
     let options = options(global);
     let env = |name: &str| std::env::var(name).ok();
     let database = engine::libpq_env::database(global.database_url.as_deref(), &env)?;
+    if let Some(database) = &database {
+        reporter.set_database(database);
+    }
     let step_sql = engine::step_sql::StepSql {
         table: &options.history,
         actor: &options.actor,

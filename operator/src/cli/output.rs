@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::CliError;
 use crate::engine::status::{State, Status};
-use crate::engine::{Event, History, Migrator, Plan, RunReport, Step, Version};
+use crate::engine::{Database, Event, History, Plan, RunReport, Step, Version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -20,8 +20,15 @@ pub enum Output {
     Json,
 }
 
+/// One JSON document per command, the same shape for every verb:
+/// `{"database": ..., "<verb>": ...}`, or `{"database": ..., "error": ...}`.
+/// `database` is the URL without its password, or null where the verb
+/// needs none or failed before it knew one.
 pub struct Reporter {
     output: Output,
+    /// The verb, as the key of its result in the JSON document.
+    verb: &'static str,
+    database: OnceLock<String>,
     /// Drawn only on a terminal; elsewhere each step is a line on stderr.
     progress: Mutex<Option<ProgressBar>>,
 }
@@ -49,15 +56,54 @@ fn write_line(out: &mut impl Write, line: &str) {
     let _ = out.write_all(text.as_bytes());
 }
 
-fn print_json(value: serde_json::Value) {
-    println!("{value:#}");
-}
-
 impl Reporter {
-    pub fn new(output: Output) -> Self {
+    pub fn new(output: Output, verb: &'static str) -> Self {
         Reporter {
             output,
+            verb,
+            database: OnceLock::new(),
             progress: Mutex::new(None),
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.output == Output::Json
+    }
+
+    /// The database the command works on, for every later line and document.
+    pub fn set_database(&self, database: &Database) {
+        let _ = self.database.set(database.redacted());
+    }
+
+    fn database(&self) -> &str {
+        self.database.get().map_or("the database", String::as_str)
+    }
+
+    /// Prints the verb's result in the envelope every verb shares.
+    pub fn json(&self, result: serde_json::Value) {
+        self.envelope(self.verb, result);
+    }
+
+    fn envelope(&self, key: &str, value: serde_json::Value) {
+        let mut document = serde_json::Map::new();
+        document.insert("database".into(), json!(self.database.get()));
+        document.insert(key.into(), value);
+        println!("{:#}", serde_json::Value::Object(document));
+    }
+
+    /// A failure: on stderr for people, in the envelope for scripts.
+    pub fn failure(&self, reason: &str, message: &str, exit_code: u8) {
+        if let Ok(mut progress) = self.progress.lock()
+            && let Some(bar) = progress.take()
+        {
+            bar.abandon();
+        }
+        match self.output {
+            Output::Json => self.envelope(
+                "error",
+                json!({ "reason": reason, "message": message, "exit_code": exit_code }),
+            ),
+            Output::Human => eprintln!("error: {message}"),
         }
     }
 
@@ -139,10 +185,10 @@ impl Reporter {
         }
     }
 
-    pub fn run_report(&self, migrator: &Migrator<'_>, report: &RunReport) {
-        let database = migrator.database().redacted();
+    pub fn run_report(&self, report: &RunReport) {
+        let database = self.database();
         if !self.human() {
-            return print_json(json!({ "database": database, "report": report }));
+            return self.json(json!(report));
         }
         if report.steps.is_empty() {
             println!("{database} is up to date at {}", version_text(report.from));
@@ -164,14 +210,14 @@ impl Reporter {
 
     pub fn current(&self, current: Option<Version>) {
         match self.output {
-            Output::Json => print_json(json!({ "current": current })),
+            Output::Json => self.json(json!({ "version": current })),
             Output::Human => println!("{}", version_text(current)),
         }
     }
 
     pub fn history(&self, history: &History, verbose: bool) {
         if !self.human() {
-            return print_json(json!({ "history": history.records }));
+            return self.json(json!(history.records));
         }
         if history.records.is_empty() {
             println!("no migration applied");
@@ -214,10 +260,10 @@ impl Reporter {
         }
     }
 
-    pub fn status(&self, migrator: &Migrator<'_>, status: &Status) {
-        let database = migrator.database().redacted();
+    pub fn status(&self, status: &Status) {
+        let database = self.database();
         if !self.human() {
-            return print_json(json!({ "database": database, "status": status }));
+            return self.json(json!(status));
         }
         // Every row is counted: a header that leaves out drifted rows reads
         // as healthy when it is not.
@@ -271,7 +317,7 @@ impl Reporter {
             .map(|e| e.version)
             .collect();
         if !self.human() {
-            return print_json(json!({
+            return self.json(json!({
                 "ok": problems.is_empty() && pending.is_empty(),
                 "problems": problems,
                 "pending": pending,
@@ -340,7 +386,7 @@ impl Reporter {
                     })
                 })
                 .collect();
-            return print_json(
+            return self.json(
                 json!({ "current": plan.current, "target": plan.target, "steps": steps, "sql": sql }),
             );
         }
@@ -381,7 +427,7 @@ impl Reporter {
     pub fn stamped(&self, target: Option<Version>, recorded: usize, removed: usize) {
         match self.output {
             Output::Json => {
-                print_json(json!({ "stamped": target, "recorded": recorded, "forgotten": removed }))
+                self.json(json!({ "version": target, "recorded": recorded, "forgotten": removed }))
             }
             Output::Human => println!(
                 "stamped at {}: recorded {recorded} migration(s) as applied, forgot {removed}",
@@ -392,14 +438,14 @@ impl Reporter {
 
     pub fn repaired(&self, detail: &str) {
         match self.output {
-            Output::Json => print_json(json!({ "repaired": detail })),
+            Output::Json => self.json(json!({ "message": detail })),
             Output::Human => println!("{detail}"),
         }
     }
 
     pub fn created(&self, files: &[PathBuf]) {
         match self.output {
-            Output::Json => print_json(json!({ "created": files })),
+            Output::Json => self.json(json!({ "created": files })),
             Output::Human => files
                 .iter()
                 .for_each(|f| println!("created {}", f.display())),
@@ -407,23 +453,13 @@ impl Reporter {
     }
 
     pub fn error(&self, error: &CliError) {
-        if let Ok(mut progress) = self.progress.lock()
-            && let Some(bar) = progress.take()
-        {
-            bar.abandon();
-        }
-        match self.output {
-            Output::Json => {
-                let reason = match error {
-                    CliError::Engine(e) => e.reason(),
-                    CliError::Usage(_) => "Usage",
-                    CliError::NoMigrations(_) => "NoMigrations",
-                    CliError::Write { .. } => "Write",
-                };
-                print_json(json!({ "error": { "reason": reason, "message": error.to_string() } }));
-            }
-            Output::Human => eprintln!("error: {error}"),
-        }
+        let reason = match error {
+            CliError::Engine(e) => e.reason(),
+            CliError::Usage(_) => "Usage",
+            CliError::NoMigrations(_) => "NoMigrations",
+            CliError::Write { .. } => "Write",
+        };
+        self.failure(reason, &error.to_string(), error.exit_code());
     }
 }
 

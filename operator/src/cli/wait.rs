@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::output::Output;
+use super::output::Reporter;
 use super::{CliError, GlobalArgs, exit};
 use crate::crd::conditions::{Condition, READY, STALLED};
 use crate::crd::{REVISION_NONE, SchemaMigration, SchemaMigrationStatus};
@@ -76,12 +76,16 @@ enum Mode {
 }
 
 /// Runs `schemaop wait`; returns the exit code.
-pub async fn run(args: &WaitArgs, global: &GlobalArgs) -> Result<u8, CliError> {
+pub async fn run(
+    args: &WaitArgs,
+    global: &GlobalArgs,
+    reporter: &Reporter,
+) -> Result<u8, CliError> {
     let outcome = match mode(args, global)? {
         Mode::Kubernetes { name } => wait_for_migration(args, name).await,
-        Mode::Database => wait_for_database(args, global).await?,
+        Mode::Database => wait_for_database(args, global, reporter).await?,
     };
-    Ok(outcome.report(global.output))
+    Ok(outcome.report(reporter))
 }
 
 fn mode(args: &WaitArgs, global: &GlobalArgs) -> Result<Mode, CliError> {
@@ -261,30 +265,21 @@ impl Outcome {
     }
 
     /// Prints the outcome as the other verbs print results and errors.
-    fn report(self, output: Output) -> u8 {
-        match (self, output) {
-            (Outcome::Reached { summary, .. }, Output::Human) => {
-                println!("{summary}");
+    fn report(self, reporter: &Reporter) -> u8 {
+        match self {
+            Outcome::Reached { summary, current } => {
+                match reporter.is_json() {
+                    true => reporter.json(json!({ "current": current })),
+                    false => println!("{summary}"),
+                }
                 exit::OK
             }
-            (Outcome::Reached { current, .. }, Output::Json) => {
-                println!("{:#}", json!({ "current": current }));
-                exit::OK
-            }
-            (Outcome::Failed { code, message, .. }, Output::Human) => {
-                eprintln!("error: {message}");
-                code
-            }
-            (
-                Outcome::Failed {
-                    code,
-                    reason,
-                    message,
-                },
-                Output::Json,
-            ) => {
-                let error = json!({ "error": { "reason": reason, "message": message } });
-                println!("{error:#}");
+            Outcome::Failed {
+                code,
+                reason,
+                message,
+            } => {
+                reporter.failure(&reason, &message, code);
                 code
             }
         }
@@ -525,7 +520,11 @@ fn refusal(error: &watcher::Error, goal: &Goal) -> Option<Outcome> {
 
 // --- database mode ------------------------------------------------------------
 
-async fn wait_for_database(args: &WaitArgs, global: &GlobalArgs) -> Result<Outcome, CliError> {
+async fn wait_for_database(
+    args: &WaitArgs,
+    global: &GlobalArgs,
+    reporter: &Reporter,
+) -> Result<Outcome, CliError> {
     // The folder is read only when it says what to wait for: an init
     // container given --revision need not carry the migrations.
     let source = match args.revision {
@@ -538,7 +537,9 @@ async fn wait_for_database(args: &WaitArgs, global: &GlobalArgs) -> Result<Outco
             global.dir.display()
         )));
     };
-    let migrator = Migrator::new(&source, super::database(global)?, super::options(global));
+    let database = super::database(global)?;
+    reporter.set_database(&database);
+    let migrator = Migrator::new(&source, database, super::options(global));
     let mut seen = None;
     let polled = within(
         args.timeout,
