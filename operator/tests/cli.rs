@@ -54,6 +54,10 @@ impl Schemaop {
             .env_remove("PGUSER")
             .env_remove("PGPASSWORD")
             .env_remove("PGPASSFILE")
+            // Colour is tested on purpose, never by an inherited setting.
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR")
+            .env_remove("CLICOLOR_FORCE")
             .arg("--dir")
             .arg(&self.dir);
         if let Some(url) = &self.url {
@@ -1655,6 +1659,86 @@ async fn an_error_is_the_same_envelope_with_its_reason_and_exit_code() {
         .json();
     assert_eq!(keys(&usage), ["database", "error"], "{usage}");
     assert_eq!(usage["database"], Value::Null);
+}
+
+// --- colour -----------------------------------------------------------------
+
+const ESCAPE: &str = "\x1b[";
+
+#[tokio::test]
+async fn colour_marks_drift_errors_and_the_current_version_only_when_asked_or_on_a_terminal() {
+    let db = TestDb::new().await;
+    let dir = migrations_dir(&[
+        ("0001_create_users.sql", "CREATE TABLE users (id int);"),
+        (
+            "0002_add_email.sql",
+            "ALTER TABLE users ADD COLUMN email text;",
+        ),
+    ]);
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+    std::fs::write(
+        dir.path().join("0002_add_email.sql"),
+        "ALTER TABLE users ADD COLUMN email varchar(320);",
+    )
+    .unwrap();
+
+    // Piped, as in CI logs and scripts: no escapes anywhere.
+    let piped = cli.run(&["status"]).await.expect(exit::REFUSED);
+    assert!(!piped.stdout.contains(ESCAPE), "{:?}", piped.stdout);
+    let refused = cli.run(&["upgrade"]).await.expect(exit::REFUSED);
+    assert!(!refused.stderr.contains(ESCAPE), "{:?}", refused.stderr);
+
+    let coloured = cli
+        .run(&["status", "--color", "always"])
+        .await
+        .expect(exit::REFUSED);
+    let drifted = coloured
+        .stdout
+        .lines()
+        .find(|l| l.contains("DRIFTED"))
+        .unwrap_or_else(|| panic!("{}", coloured.stdout));
+    assert!(
+        drifted.contains(&format!("{ESCAPE}1m{ESCAPE}31m")),
+        "{drifted:?}"
+    );
+    let applied = coloured
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .unwrap();
+    assert!(applied.contains(&format!("{ESCAPE}32m")), "{applied:?}");
+    let error = cli
+        .run(&["upgrade", "--color", "always"])
+        .await
+        .expect(exit::REFUSED);
+    assert!(error.stderr.starts_with(ESCAPE), "{:?}", error.stderr);
+    let current = cli
+        .run(&["current", "--color", "always"])
+        .await
+        .expect(exit::OK);
+    assert!(current.stdout.contains(ESCAPE), "{:?}", current.stdout);
+
+    // NO_COLOR turns `auto` off, and an explicit `never` beats CLICOLOR_FORCE.
+    let mut forced = cli.command(&["status", "--color", "never"]);
+    forced.env("CLICOLOR_FORCE", "1");
+    let never = run(forced).await.expect(exit::REFUSED);
+    assert!(!never.stdout.contains(ESCAPE), "{:?}", never.stdout);
+    let mut forced_auto = cli.command(&["status"]);
+    forced_auto.env("CLICOLOR_FORCE", "1");
+    let auto = run(forced_auto).await.expect(exit::REFUSED);
+    assert!(auto.stdout.contains(ESCAPE), "{:?}", auto.stdout);
+    let mut no_color = cli.command(&["status"]);
+    no_color.env("CLICOLOR_FORCE", "1").env("NO_COLOR", "1");
+    let plain = run(no_color).await.expect(exit::REFUSED);
+    assert!(!plain.stdout.contains(ESCAPE), "{:?}", plain.stdout);
+
+    // JSON is for scripts: never coloured.
+    let json = cli
+        .run(&["status", "--color", "always", "--output", "json"])
+        .await
+        .expect(exit::REFUSED);
+    assert!(!json.stdout.contains(ESCAPE), "{:?}", json.stdout);
 }
 
 // --- plan --sql -----------------------------------------------------------

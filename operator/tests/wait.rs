@@ -72,6 +72,7 @@ fn wait(args: &[&str]) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .env_remove("POD_NAMESPACE")
+        .env_remove("CLICOLOR_FORCE")
         .arg("wait")
         .args(args)
         .stdin(Stdio::null())

@@ -18,7 +18,7 @@ use crate::engine::{
     Repair, SessionSettings, Target, Version,
 };
 use crate::telemetry::{self, LogFormat};
-use output::{Output, Reporter};
+use output::{Color, Output, Reporter};
 
 /// Exit codes, documented in `schemaop --help` and the README.
 pub mod exit {
@@ -75,6 +75,10 @@ pub struct GlobalArgs {
     /// `human` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
     pub output: Output,
+
+    /// Colour people's output: `auto` on a terminal unless NO_COLOR is set.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
 
     /// Schema of the history tables.
     #[arg(long, default_value = "public", global = true)]
@@ -332,6 +336,7 @@ pub fn main() -> ExitCode {
         };
     }
     telemetry::init(LogFormat::Text, &cli.global.log_level, cli.global.log_sql);
+    cli.global.color.apply();
     let reporter = Reporter::new(cli.global.output, cli.command.name());
     match runtime.block_on(run(cli, &reporter)) {
         Ok(code) => ExitCode::from(code),

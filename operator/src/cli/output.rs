@@ -6,18 +6,61 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
+use anstyle::{AnsiColor, Style};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::CliError;
 use crate::engine::status::{State, Status};
-use crate::engine::{Database, Event, History, Plan, RunReport, Step, Version};
+use crate::engine::{Database, Event, History, Plan, RecordState, RunReport, Step, Version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Human,
     Json,
+}
+
+/// When people's output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// On a terminal, unless `NO_COLOR` is set (or `CLICOLOR=0`).
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// Sets the choice for every later line on stdout and stderr.
+    pub fn apply(self) {
+        match self {
+            Color::Auto => anstream::ColorChoice::Auto,
+            Color::Always => anstream::ColorChoice::Always,
+            Color::Never => anstream::ColorChoice::Never,
+        }
+        .write_global();
+    }
+}
+
+/// What needs a person: errors, drifted, missing and failed rows.
+const ERROR: Style = AnsiColor::Red.on_default().bold();
+/// What is still to come: pending and empty migrations.
+const PENDING: Style = AnsiColor::Yellow.on_default();
+const APPLIED: Style = AnsiColor::Green.on_default();
+/// Where the database is.
+const CURRENT: Style = AnsiColor::Green.on_default().bold();
+
+/// `text` in `style`; anstream drops the escapes where colour is off.
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+fn state_style(state: State) -> Style {
+    match state {
+        State::Applied => APPLIED,
+        State::Pending | State::Empty => PENDING,
+        State::Drifted | State::Missing | State::OutOfOrder | State::Blocked(_) => ERROR,
+    }
 }
 
 /// One JSON document per command, the same shape for every verb:
@@ -103,7 +146,7 @@ impl Reporter {
                 "error",
                 json!({ "reason": reason, "message": message, "exit_code": exit_code }),
             ),
-            Output::Human => eprintln!("error: {message}"),
+            Output::Human => anstream::eprintln!("{}: {message}", paint(ERROR, "error")),
         }
     }
 
@@ -191,7 +234,7 @@ impl Reporter {
             return self.json(json!(report));
         }
         if report.steps.is_empty() {
-            println!("{database} is up to date at {}", version_text(report.from));
+            anstream::println!("{database} is up to date at {}", version_text(report.from));
             return;
         }
         let total: u64 = report.steps.iter().map(|s| s.duration_ms).sum();
@@ -200,7 +243,7 @@ impl Reporter {
         } else {
             "upgraded"
         };
-        println!(
+        anstream::println!(
             "{verb} {database} from {} to {} ({}, {total} ms)",
             version_text(report.from),
             version_text(report.to),
@@ -211,7 +254,7 @@ impl Reporter {
     pub fn current(&self, current: Option<Version>) {
         match self.output {
             Output::Json => self.json(json!({ "version": current })),
-            Output::Human => println!("{}", version_text(current)),
+            Output::Human => anstream::println!("{}", paint(CURRENT, &version_text(current))),
         }
     }
 
@@ -220,7 +263,7 @@ impl Reporter {
             return self.json(json!(history.records));
         }
         if history.records.is_empty() {
-            println!("no migration applied");
+            anstream::println!("no migration applied");
             return;
         }
         let rows: Vec<[String; 5]> = history
@@ -245,16 +288,21 @@ impl Reporter {
                 "BY",
             ],
             &rows,
+            |_, _| Style::new(),
         );
         if verbose {
             // One block per migration: what the table has no room for.
             for r in &history.records {
-                println!();
-                println!("{} ({})", r.version, r.description);
-                println!("  state:    {}", r.state);
-                println!("  checksum: {}", r.checksum.to_hex());
+                anstream::println!();
+                anstream::println!("{} ({})", r.version, r.description);
+                let state = match r.state {
+                    RecordState::Applied => APPLIED,
+                    _ => ERROR,
+                };
+                anstream::println!("  state:    {}", paint(state, r.state.as_str()));
+                anstream::println!("  checksum: {}", r.checksum.to_hex());
                 if let Some(error) = &r.error {
-                    println!("  error:    {error}");
+                    anstream::println!("  error:    {}", paint(ERROR, error));
                 }
             }
         }
@@ -276,9 +324,9 @@ impl Reporter {
             }
         }
         let counts: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
-        println!(
+        anstream::println!(
             "{database}: at {}, latest {} ({})",
-            version_text(status.current),
+            paint(CURRENT, &version_text(status.current)),
             version_text(status.latest),
             if counts.is_empty() {
                 "no migrations".into()
@@ -299,10 +347,14 @@ impl Reporter {
             })
             .collect();
         if !rows.is_empty() {
-            println!();
+            anstream::println!();
             print_table(
                 ["VERSION", "STATE", "DESCRIPTION", "APPLIED AT (UTC)"],
                 &rows,
+                |row, column| match column {
+                    1 => state_style(status.entries[row].state),
+                    _ => Style::new(),
+                },
             );
         }
     }
@@ -325,14 +377,14 @@ impl Reporter {
         }
         if !pending.is_empty() {
             let list: Vec<String> = pending.iter().map(Version::to_string).collect();
-            println!(
+            anstream::println!(
                 "not at head: {} pending ({}); run `schemaop upgrade`",
                 migrations(pending.len()),
                 list.join(", ")
             );
         }
         if problems.is_empty() && pending.is_empty() {
-            println!(
+            anstream::println!(
                 "ok: {}, checksums match, no gaps",
                 migrations(status.entries.len())
             );
@@ -358,16 +410,16 @@ impl Reporter {
                 }
                 State::Applied | State::Pending => String::new(),
             };
-            println!(
+            anstream::println!(
                 "{} ({}): {}: {what}",
                 p.version,
                 p.description,
-                state_text(p.state)
+                paint(state_style(p.state), &state_text(p.state))
             );
         }
         let n = problems.len();
         if n > 0 {
-            println!("{n} problem{} found", if n == 1 { "" } else { "s" });
+            anstream::println!("{n} problem{} found", if n == 1 { "" } else { "s" });
         }
     }
 
@@ -395,10 +447,10 @@ impl Reporter {
             return;
         }
         if plan.is_up_to_date() {
-            println!("nothing to do: at {}", version_text(plan.current));
+            anstream::println!("nothing to do: at {}", version_text(plan.current));
             return;
         }
-        println!(
+        anstream::println!(
             "from {} to {}: {} migration(s)",
             version_text(plan.current),
             version_text(plan.target),
@@ -416,7 +468,7 @@ impl Reporter {
             } else {
                 ""
             };
-            println!(
+            anstream::println!(
                 "  {verb} {}  {}{tx}{empty}",
                 s.migration(),
                 script_of(s).file
@@ -429,7 +481,7 @@ impl Reporter {
             Output::Json => {
                 self.json(json!({ "version": target, "recorded": recorded, "forgotten": removed }))
             }
-            Output::Human => println!(
+            Output::Human => anstream::println!(
                 "stamped at {}: recorded {recorded} migration(s) as applied, forgot {removed}",
                 version_text(target)
             ),
@@ -439,7 +491,7 @@ impl Reporter {
     pub fn repaired(&self, detail: &str) {
         match self.output {
             Output::Json => self.json(json!({ "message": detail })),
-            Output::Human => println!("{detail}"),
+            Output::Human => anstream::println!("{detail}"),
         }
     }
 
@@ -448,7 +500,7 @@ impl Reporter {
             Output::Json => self.json(json!({ "created": files })),
             Output::Human => files
                 .iter()
-                .for_each(|f| println!("created {}", f.display())),
+                .for_each(|f| anstream::println!("created {}", f.display())),
         }
     }
 
@@ -487,24 +539,37 @@ fn migrations(n: usize) -> String {
     format!("{n} migration{}", if n == 1 { "" } else { "s" })
 }
 
-fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
+/// Left-aligned columns; `style` colours the cell in a row and column,
+/// after padding, so escapes never count toward a width.
+fn print_table<const N: usize>(
+    headers: [&str; N],
+    rows: &[[String; N]],
+    style: impl Fn(usize, usize) -> Style,
+) {
     let mut widths = headers.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; N]| {
+    let line = |cells: [&str; N], row: Option<usize>| {
         let text: Vec<String> = cells
             .iter()
             .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .enumerate()
+            .map(|(column, (c, w))| {
+                let padded = format!("{c:<w$}");
+                match row.map(|r| style(r, column)) {
+                    Some(s) if s != Style::new() => paint(s, &padded),
+                    _ => padded,
+                }
+            })
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        anstream::println!("{}", text.join("  ").trim_end());
     };
-    line(headers);
-    for row in rows {
-        line(row.each_ref().map(String::as_str));
+    line(headers, None);
+    for (i, row) in rows.iter().enumerate() {
+        line(row.each_ref().map(String::as_str), Some(i));
     }
 }
 
