@@ -1661,6 +1661,84 @@ async fn an_error_is_the_same_envelope_with_its_reason_and_exit_code() {
     assert_eq!(usage["database"], Value::Null);
 }
 
+// --- help -------------------------------------------------------------------
+
+#[tokio::test]
+async fn each_verbs_help_lists_only_the_options_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Schemaop::without_database(dir.path());
+    let help = async |verb: &str| cli.run(&[verb, "--help"]).await.expect(exit::OK).stdout;
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "new",
+            &["--dir", "--output"],
+            &["--database-url", "--lock-timeout", "--history-table"],
+        ),
+        (
+            "crd",
+            &[],
+            &["--database-url", "--dir", "--output", "--lock-timeout"],
+        ),
+        (
+            "current",
+            &["--database-url", "--history-table"],
+            &["--dir", "--lock-timeout", "--allow-empty"],
+        ),
+        (
+            "status",
+            &["--database-url", "--dir"],
+            &["--lock-timeout", "--lock-retry-budget"],
+        ),
+        (
+            "upgrade",
+            &[
+                "--database-url",
+                "--dir",
+                "--lock-timeout",
+                "--lock-retry-budget",
+            ],
+            &[],
+        ),
+    ];
+    for (verb, listed, left_out) in cases {
+        let text = help(verb).await;
+
+        for option in *listed {
+            assert!(
+                text.contains(option),
+                "`{verb} --help` lacks {option}:\n{text}"
+            );
+        }
+        for option in *left_out {
+            assert!(
+                !text.contains(option),
+                "`{verb} --help` lists {option}:\n{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn options_a_verb_does_not_use_are_still_accepted_before_or_after_it() {
+    let db = TestDb::new().await;
+    let dir = three_tables();
+    let cli = Schemaop::new(&db.url, dir.path());
+    cli.run(&["upgrade"]).await.expect(exit::OK);
+
+    // One alias with --dir and --lock-timeout serves every verb.
+    let current = cli
+        .run(&["--lock-timeout", "1s", "current", "--allow-empty"])
+        .await
+        .expect(exit::OK);
+    assert_eq!(current.stdout, "3\n");
+    let json = cli
+        .run(&["current", "--output", "json", "--lock-timeout", "1s"])
+        .await
+        .expect(exit::OK)
+        .json();
+    assert_eq!(json["current"]["version"], 3, "{json}");
+}
+
 // --- colour -----------------------------------------------------------------
 
 const ESCAPE: &str = "\x1b[";

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::duration;
 use crate::engine::{
@@ -65,69 +65,85 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// PostgreSQL URL, such as postgres://app@localhost:5432/app. Never printed.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        help_heading = "Database",
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
 
     /// Folder of migration files.
-    #[arg(long, default_value = "migrations", global = true)]
+    #[arg(
+        help_heading = "Migrations",
+        long,
+        default_value = "migrations",
+        global = true
+    )]
     pub dir: PathBuf,
 
     /// `human` for people, `json` for scripts.
-    #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = Output::Human, global = true)]
     pub output: Output,
 
     /// Colour people's output: `auto` on a terminal unless NO_COLOR is set.
-    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
 
     /// Schema of the history tables.
-    #[arg(long, default_value = "public", global = true)]
+    #[arg(
+        help_heading = "Database",
+        long,
+        default_value = "public",
+        global = true
+    )]
     pub history_schema: String,
 
     /// Name of the history table; the audit log is NAME_audit, so NAME has
     /// at most 57 bytes.
-    #[arg(long, default_value = "schemaop_migrations", global = true,
+    #[arg(help_heading = "Database", long, default_value = "schemaop_migrations", global = true,
           value_parser = |name: &str| HistoryTable::check_table_name(name).map(|()| name.to_string()))]
     pub history_table: String,
 
     /// How long a statement may wait for a lock before it is retried (lock_timeout).
-    #[arg(long, default_value = "200ms", value_parser = duration::parse_duration, global = true)]
+    #[arg(help_heading = "Locks and timeouts", long, default_value = "200ms", value_parser = duration::parse_duration, global = true)]
     pub lock_timeout: Duration,
 
     /// How long one statement may run (statement_timeout); 0 is no limit.
-    #[arg(long, default_value = "0", value_parser = duration::parse_duration, global = true)]
+    #[arg(help_heading = "Locks and timeouts", long, default_value = "0", value_parser = duration::parse_duration, global = true)]
     pub statement_timeout: Duration,
 
     /// How long to keep retrying a migration that hit lock_timeout, with
     /// jittered backoff, counted from its first attempt.
-    #[arg(long, default_value = "1m", value_parser = duration::parse_duration, global = true)]
+    #[arg(help_heading = "Locks and timeouts", long, default_value = "1m", value_parser = duration::parse_duration, global = true)]
     pub lock_retry_budget: Duration,
 
     /// At most this many retries within --lock-retry-budget; as many as fit if not given.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Locks and timeouts", long, global = true)]
     pub lock_retries: Option<usize>,
 
     /// How long to wait for another runner's migration lock; 0 waits for ever.
-    #[arg(long, default_value = "0", value_parser = duration::parse_duration, global = true)]
+    #[arg(help_heading = "Locks and timeouts", long, default_value = "0", value_parser = duration::parse_duration, global = true)]
     pub lock_wait_timeout: Duration,
 
     /// Apply pending migrations that are older than the newest applied one.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Migrations", long, global = true)]
     pub allow_out_of_order: bool,
 
     /// Accept a migrations folder with no migrations in it; without it, such
     /// a folder is an error, since it is most often a wrong --dir.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Migrations", long, global = true)]
     pub allow_empty: bool,
 
     /// Log level for diagnostics on stderr (error, warn, info, debug).
-    #[arg(long, default_value = "warn", global = true)]
+    #[arg(help_heading = "Output", long, default_value = "warn", global = true)]
     pub log_level: String,
 
     /// Also log the text of every SQL statement at debug level. It prints
     /// secrets (`CREATE ROLE ... PASSWORD`); for local debugging only.
     // Boolish, so SCHEMAOP_LOG_SQL=1 works as well as =true.
-    #[arg(long, env = "SCHEMAOP_LOG_SQL", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    #[arg(help_heading = "Output", long, env = "SCHEMAOP_LOG_SQL", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub log_sql: bool,
 }
 
@@ -215,6 +231,58 @@ pub enum Command {
     /// Wait until the database is at a revision, as an init container: watch a
     /// SchemaMigration (--migration) or read the history table (--database-url).
     Wait(wait::WaitArgs),
+}
+
+/// The global options each verb uses: its help lists only these. The others
+/// are still accepted, so one alias (`schemaop --dir db/migrations`) serves
+/// every verb.
+fn options_used(verb: &str) -> Vec<&'static str> {
+    const OUTPUT: &[&str] = &["output", "color", "log_level", "log_sql"];
+    const DATABASE: &[&str] = &["database_url", "history_schema", "history_table"];
+    const SOURCE: &[&str] = &["dir", "allow_empty", "allow_out_of_order"];
+    const SESSION: &[&str] = &["lock_timeout", "statement_timeout", "lock_wait_timeout"];
+    const RETRIES: &[&str] = &["lock_retry_budget", "lock_retries"];
+    let groups: &[&[&str]] = match verb {
+        "upgrade" | "downgrade" => &[OUTPUT, DATABASE, SOURCE, SESSION, RETRIES],
+        "stamp" | "repair" => &[OUTPUT, DATABASE, SOURCE, SESSION],
+        "status" | "verify" | "plan" => &[OUTPUT, DATABASE, SOURCE],
+        "current" | "history" => &[OUTPUT, DATABASE],
+        "wait" => &[OUTPUT, DATABASE, &["dir"]],
+        "new" => &[&["dir", "output", "color", "log_level"]],
+        // `crd` prints YAML; `run` has flags of its own.
+        "crd" | "run" => &[],
+        _ => &[OUTPUT, DATABASE, SOURCE, SESSION, RETRIES],
+    };
+    groups.concat()
+}
+
+/// The command line, with each verb's help cut down to the options it uses.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    let global: Vec<clap::Arg> = GlobalArgs::augment_args(clap::Command::new("global"))
+        .get_arguments()
+        .cloned()
+        .collect();
+    let verbs: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for verb in verbs {
+        let used = options_used(&verb);
+        command = command.mut_subcommand(&verb, |mut verb| {
+            // clap copies a global option into each verb unless the verb
+            // has one of that name: a hidden copy keeps it out of the help.
+            // Its value still reaches the global option.
+            for arg in global
+                .iter()
+                .filter(|a| !used.contains(&a.get_id().as_str()))
+            {
+                verb = verb.arg(arg.clone().hide(true));
+            }
+            verb
+        });
+    }
+    command
 }
 
 /// Where a run goes, as people type it: a positional target or `--to`, or
@@ -317,7 +385,7 @@ impl CliError {
 
 /// Entry point of the `schemaop` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let runtime = match runtime::build(&cli.command) {
         Ok(r) => r,
         Err(e) => {

@@ -26,7 +26,9 @@ pub enum Output {
 pub enum Color {
     /// On a terminal, unless `NO_COLOR` is set (or `CLICOLOR=0`).
     Auto,
+    /// Also when piped, and despite `NO_COLOR`.
     Always,
+    /// Plain text.
     Never,
 }
 
