@@ -2082,6 +2082,31 @@ async fn plan_sql_online_prints_no_lone_semicolons_or_placeholder_durations() {
 }
 
 #[tokio::test]
+async fn upgrade_head_sql_prints_the_offline_script_as_alembic_does_and_runs_nothing() {
+    let dir = commented_with_an_index();
+
+    let upgrade = Schemaop::without_database(dir.path())
+        .run(&["upgrade", "head", "--sql"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+    let plan = Schemaop::without_database(dir.path())
+        .run(&["plan", "head", "--sql", "--offline"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+    let downgrade = Schemaop::without_database(dir.path())
+        .run(&["downgrade", "-1", "--sql"])
+        .await
+        .expect(exit::OK)
+        .stdout;
+
+    assert_eq!(upgrade, plan);
+    assert!(downgrade.contains("DROP TABLE orders;"), "{downgrade}");
+    assert!(!downgrade.contains("DROP INDEX"), "{downgrade}");
+}
+
+#[tokio::test]
 async fn plan_offline_refuses_steps_as_a_starting_point() {
     let dir = commented_with_an_index();
 

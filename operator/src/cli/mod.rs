@@ -172,10 +172,10 @@ impl Command {
 pub enum Command {
     /// Apply pending migrations up to a target (default: head): `upgrade head`,
     /// `upgrade 20261115090000`, `upgrade +1`.
-    Upgrade(TargetArgs),
+    Upgrade(UpgradeArgs),
     /// Revert migrations down to a target: `downgrade base`, `downgrade
     /// 20261101090000`, `downgrade -1`.
-    Downgrade(TargetArgs),
+    Downgrade(UpgradeArgs),
     /// Print the database's current version.
     Current,
     /// List applied migrations, oldest first.
@@ -202,8 +202,9 @@ pub enum Command {
         /// the history there. With --sql, a script to review or run with psql.
         #[arg(long)]
         offline: bool,
-        /// Where the database is assumed to be (implies --offline): `base`
-        /// (the default), `head` or a version.
+        /// Where the database is assumed to be (implies --offline): `base`,
+        /// `head` or a version; `base` for an upgrade and `head` for a
+        /// downgrade unless given.
         #[arg(long, value_name = "TARGET")]
         from: Option<Target>,
     },
@@ -283,6 +284,21 @@ pub fn command() -> clap::Command {
         });
     }
     command
+}
+
+/// `upgrade` and `downgrade`: a target, or with --sql, only its SQL.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the SQL instead of running it, with no database, as `alembic
+    /// upgrade head --sql` does; the same as `plan --sql --offline`.
+    #[arg(long)]
+    pub sql: bool,
+    /// With --sql: where the database is assumed to be, `base` for an
+    /// upgrade and `head` for a downgrade unless given.
+    #[arg(long, value_name = "TARGET", requires = "sql")]
+    pub from: Option<Target>,
 }
 
 /// Where a run goes, as people type it: a positional target or `--to`, or
@@ -495,19 +511,33 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     {
         return plan_offline(&source, global, target, *sql, *down, *from, reporter);
     }
+    if let Command::Upgrade(args) | Command::Downgrade(args) = &cli.command
+        && args.sql
+    {
+        let down = matches!(cli.command, Command::Downgrade(_));
+        return plan_offline(
+            &source,
+            global,
+            &args.target,
+            true,
+            down,
+            args.from,
+            reporter,
+        );
+    }
     let database = database(global)?;
     reporter.set_database(&database);
     let migrator = Migrator::new(&source, database, options(global));
     match cli.command {
-        Command::Upgrade(target) => {
-            let target = target.resolve(Direction::Up)?;
+        Command::Upgrade(args) => {
+            let target = args.target.resolve(Direction::Up)?;
             let report = migrator
                 .run(target, Direction::Up, &|e| reporter.event(&e))
                 .await?;
             reporter.run_report(&report);
         }
-        Command::Downgrade(target) => {
-            let target = target.resolve(Direction::Down)?;
+        Command::Downgrade(args) => {
+            let target = args.target.resolve(Direction::Down)?;
             let report = migrator
                 .run(target, Direction::Down, &|e| reporter.event(&e))
                 .await?;
@@ -582,7 +612,7 @@ fn plan_offline(
     reporter: &Reporter,
 ) -> Result<u8, CliError> {
     let direction = if down { Direction::Down } else { Direction::Up };
-    let from = from.unwrap_or(Target::Base);
+    let from = from.unwrap_or(if down { Target::Latest } else { Target::Base });
     if matches!(from, Target::Forward(_) | Target::Back(_)) {
         return Err(CliError::Usage(format!(
             "--from {from} counts steps from a database, and --offline has none; \
