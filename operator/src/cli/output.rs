@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::CliError;
+use crate::adapters::ToolState;
 use crate::engine::status::{State, Status};
 use crate::engine::{Event, History, Migrator, Plan, RunReport, Step, Version};
 
@@ -166,6 +167,25 @@ impl Reporter {
         match self.output {
             Output::Json => print_json(json!({ "current": current })),
             Output::Human => println!("{}", version_text(current)),
+        }
+    }
+
+    /// Another tool's current revision(s), from its own version table.
+    pub fn tool_current(&self, state: &ToolState) {
+        match self.output {
+            Output::Json => print_json(json!({
+                "tool": state.tool,
+                "table": state.table,
+                "exists": state.exists,
+                "current": state.current,
+                "needs_a_person": state.needs_a_person,
+            })),
+            Output::Human => {
+                println!("{}", state.current_text());
+                if let Some(problem) = &state.needs_a_person {
+                    eprintln!("warning: {problem}");
+                }
+            }
         }
     }
 
