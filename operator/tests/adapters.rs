@@ -120,7 +120,10 @@ async fn a_failed_flyway_row_needs_a_person() {
     .await;
     assert_eq!(state.current, ["1"]);
     let problem = state.needs_a_person.expect("a failed row needs a person");
-    assert!(problem.contains("version 2 (concurrent index)"), "{problem}");
+    assert!(
+        problem.contains("version 2 (concurrent index)"),
+        "{problem}"
+    );
 }
 
 /// golang-migrate's table on PostgreSQL (database/postgres): one row.
