@@ -553,3 +553,140 @@ async fn an_audit_log_made_by_the_previous_version_is_upgraded_by_the_first_exec
         .await;
     assert!(refused.is_err(), "the action CHECK was dropped");
 }
+
+// --- wait --tool --------------------------------------------------------------
+
+#[tokio::test]
+async fn wait_for_an_alembic_head_or_ancestor_after_exec_learnt_the_graph() {
+    let db = TestDb::new().await;
+    run(schemaop(
+        &db,
+        &[
+            "exec",
+            "--tool",
+            "alembic",
+            "--",
+            "alembic",
+            "upgrade",
+            "002_plans",
+        ],
+    ))
+    .await
+    .expect(0);
+    let wait = |revision: &str, timeout: &str| {
+        schemaop(
+            &db,
+            &[
+                "wait",
+                "--tool",
+                "alembic",
+                "--revision",
+                revision,
+                "--timeout",
+                timeout,
+            ],
+        )
+    };
+    // The head, and an ancestor of it: at once.
+    for revision in ["002_plans", "001_initial_schema"] {
+        let reached = run(wait(revision, "5s")).await.expect(0);
+        assert!(
+            reached
+                .stdout
+                .contains(&format!("alembic has reached {revision} (at 002_plans)")),
+            "{reached:#?}"
+        );
+    }
+    // Above the head: a timeout that says where the database is.
+    let started = Instant::now();
+    let above = run(wait(HEAD, "2s")).await.expect(7);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(
+        above.stderr.contains(&format!(
+            "timed out after 2s waiting for alembic revision {HEAD}"
+        )) && above.stderr.contains("heads 002_plans"),
+        "{above:#?}"
+    );
+    // Reached while it waits: another exec moves the database to the head.
+    let waiting = tokio::spawn(run(wait(HEAD, "60s")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run(schemaop(
+        &db,
+        &[
+            "exec", "--tool", "alembic", "--", "alembic", "upgrade", "head",
+        ],
+    ))
+    .await
+    .expect(0);
+    let reached = waiting.await.unwrap().expect(0);
+    assert!(
+        reached.stdout.contains(&format!("reached {HEAD}")),
+        "{reached:#?}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_recorded_graph_wait_accepts_only_a_current_head_and_says_so() {
+    let db = TestDb::new().await;
+    // Alembic run without schemaop: nobody recorded the graph.
+    run(in_app(&db, "alembic", &["upgrade", "head"]))
+        .await
+        .expect(0);
+    let wait = |revision: &str| {
+        schemaop(
+            &db,
+            &[
+                "wait",
+                "--tool",
+                "alembic",
+                "--revision",
+                revision,
+                "--timeout",
+                "1s",
+            ],
+        )
+    };
+    run(wait(HEAD)).await.expect(0);
+    let ancestor = run(wait("002_plans")).await.expect(7);
+    assert!(
+        ancestor
+            .stderr
+            .contains("no record of Alembic's revision graph"),
+        "{ancestor:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dirty_golang_migrate_version_stops_wait_at_once_with_4() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (3, true);",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let outcome = run(schemaop(
+        &db,
+        &[
+            "wait",
+            "--tool",
+            "golang-migrate",
+            "--revision",
+            "3",
+            "--timeout",
+            "60s",
+        ],
+    ))
+    .await
+    .expect(4);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(outcome.stderr.contains("version 3 dirty"), "{outcome:#?}");
+    let current = run(schemaop(&db, &["current", "--tool", "golang-migrate"]))
+        .await
+        .expect(0);
+    assert_eq!(current.stdout, "3\n");
+    assert!(current.stderr.contains("dirty"), "{current:#?}");
+}

@@ -28,7 +28,7 @@ use crate::engine::{Error, History, MigrationSource, Migrator, RecordState, Vers
 /// How often the history table is read in database mode: often enough that
 /// an app starts soon after its migration, rarely enough that a few hundred
 /// waiting pods do not load the database.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Progress lines are at most this frequent, so a long wait stays readable in
 /// a pod's log.
@@ -59,9 +59,14 @@ pub struct WaitArgs {
     pub namespace: Option<String>,
 
     /// Also require the current revision to be at least this version. In
-    /// database mode it defaults to the newest migration in --dir.
+    /// database mode it defaults to the newest migration in --dir. With
+    /// --tool, the tool's own revision: for Alembic, reached when it is a
+    /// current head or an ancestor of one.
     #[arg(long, value_name = "VERSION")]
-    pub revision: Option<Version>,
+    pub revision: Option<String>,
+
+    #[command(flatten)]
+    pub tool: super::tools::ToolArgs,
 
     /// Give up after this long; 0 waits for ever.
     #[arg(long, default_value = "10m", value_parser = duration::parse_duration)]
@@ -77,9 +82,26 @@ enum Mode {
 
 /// Runs `schemaop wait`; returns the exit code.
 pub async fn run(args: &WaitArgs, global: &GlobalArgs) -> Result<u8, CliError> {
-    let outcome = match mode(args, global)? {
-        Mode::Kubernetes { name } => wait_for_migration(args, name).await,
-        Mode::Database => wait_for_database(args, global).await?,
+    let mode = mode(args, global)?;
+    if args.tool.tool.is_some() {
+        if mode != Mode::Database {
+            return Err(CliError::Usage(
+                "--tool reads the tool's version table: give --database-url (or DATABASE_URL), \
+                 not --migration"
+                    .into(),
+            ));
+        }
+        return super::tools::wait(args, global).await;
+    }
+    let revision = args
+        .revision
+        .as_deref()
+        .map(str::parse::<Version>)
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let outcome = match mode {
+        Mode::Kubernetes { name } => wait_for_migration(args, revision, name).await,
+        Mode::Database => wait_for_database(args, revision, global).await?,
     };
     Ok(outcome.report(global.output))
 }
@@ -292,7 +314,7 @@ impl Outcome {
 }
 
 /// Runs `wait` until it ends or `timeout` passes; zero waits for ever.
-async fn within<T>(timeout: Duration, wait: impl Future<Output = T>) -> Option<T> {
+pub(super) async fn within<T>(timeout: Duration, wait: impl Future<Output = T>) -> Option<T> {
     if timeout.is_zero() {
         Some(wait.await)
     } else {
@@ -302,16 +324,16 @@ async fn within<T>(timeout: Duration, wait: impl Future<Output = T>) -> Option<T
 
 /// Progress lines on stderr: the first at once, then at most one every
 /// [`PROGRESS_EVERY`].
-struct Progress {
+pub(super) struct Progress {
     last: Option<Instant>,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Progress { last: None }
     }
 
-    fn report(&mut self, line: &str) {
+    pub(super) fn report(&mut self, line: &str) {
         if self.last.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
             return;
         }
@@ -359,7 +381,7 @@ impl fmt::Display for Goal {
     }
 }
 
-async fn wait_for_migration(args: &WaitArgs, name: String) -> Outcome {
+async fn wait_for_migration(args: &WaitArgs, revision: Option<Version>, name: String) -> Outcome {
     let client = match Client::try_default().await {
         Ok(client) => client,
         Err(error) => {
@@ -383,7 +405,7 @@ async fn wait_for_migration(args: &WaitArgs, name: String) -> Outcome {
     let goal = Goal {
         name,
         namespace,
-        revision: args.revision,
+        revision,
     };
     let api = Api::namespaced(client, &goal.namespace);
     let mut seen = None;
@@ -525,14 +547,18 @@ fn refusal(error: &watcher::Error, goal: &Goal) -> Option<Outcome> {
 
 // --- database mode ------------------------------------------------------------
 
-async fn wait_for_database(args: &WaitArgs, global: &GlobalArgs) -> Result<Outcome, CliError> {
+async fn wait_for_database(
+    args: &WaitArgs,
+    revision: Option<Version>,
+    global: &GlobalArgs,
+) -> Result<Outcome, CliError> {
     // The folder is read only when it says what to wait for: an init
     // container given --revision need not carry the migrations.
-    let source = match args.revision {
+    let source = match revision {
         Some(_) => MigrationSource::default(),
         None => MigrationSource::from_dir(&global.dir)?,
     };
-    let Some(revision) = args.revision.or(source.latest()) else {
+    let Some(revision) = revision.or(source.latest()) else {
         return Err(CliError::Usage(format!(
             "{} holds no migration to wait for; give --revision, or --dir with the migrations",
             global.dir.display()
