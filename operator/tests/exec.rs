@@ -180,6 +180,20 @@ async fn lock_is_held(db: &TestDb) -> bool {
         == Some("t")
 }
 
+/// Whether `pid` runs (a zombie waiting to be reaped has stopped).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
 fn signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a process this test started.
     let sent = unsafe { libc::kill(pid as i32, signal) };
@@ -482,10 +496,18 @@ async fn a_killed_exec_frees_the_lock_and_a_waiting_one_names_the_holder() {
         "nothing ran, nothing audited"
     );
 
-    // SIGKILL: schemaop cannot clean up; its session's end frees the lock.
+    // SIGKILL: schemaop cannot clean up; its session's end frees the lock,
+    // and the kernel stops the command, which must not go on unlocked.
     signal(holder.id().unwrap(), libc::SIGKILL);
     holder.wait().await.unwrap();
-    signal(child_pid, libc::SIGKILL);
+    let started = Instant::now();
+    while is_running(child_pid) {
+        if started.elapsed() > Duration::from_secs(10) {
+            signal(child_pid, libc::SIGKILL);
+            panic!("the command (pid {child_pid}) outlived the killed schemaop");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let next = run(schemaop(
         &db,
         &["exec", "--lock-wait-timeout", "10s", "--", "true"],

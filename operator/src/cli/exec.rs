@@ -101,12 +101,14 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     let mut signals = Signals::new()
         .map_err(|e| CliError::Usage(format!("cannot listen for SIGTERM and SIGINT: {e}")))?;
     let started = Instant::now();
-    let spawned = Command::new(&args.command[0])
+    let mut command = Command::new(&args.command[0]);
+    command
         .args(&args.command[1..])
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn();
+        .stderr(Stdio::inherit());
+    stop_with_parent(&mut command);
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
@@ -116,7 +118,7 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
             };
             let detail = format!(
                 "could not start {:?}: {error}; check that it is installed and on PATH",
-                args.command[0]
+                redact::secrets_in(&args.command[0])
             );
             eprintln!("schemaop: {detail}");
             let entry = Audit {
@@ -338,6 +340,34 @@ impl Signals {
             libc::kill(pid, signal);
         }
     }
+}
+
+/// A schemaop that is killed (SIGKILL, the OOM killer) loses its session,
+/// and with it the lock: the command must not go on unlocked. On Linux the
+/// kernel sends it SIGTERM when schemaop dies (`PR_SET_PDEATHSIG`), as it
+/// would get from a stopping container. exec runs on a one-thread runtime,
+/// so the thread that spawns the command lives as long as schemaop.
+fn stop_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid before the fork; prctl, getppid and raise are
+        // async-signal-safe, as the code between fork and exec must be.
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // schemaop died before the line above: nobody will send it.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// Whether schemaop is in the foreground process group of the terminal on
