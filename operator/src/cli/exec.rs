@@ -6,7 +6,7 @@
 //! replicas starting at once run it one after the other. It is a
 //! session-level advisory lock on schemaop's own connection, kept alive by
 //! the engine's watchdog while the child runs: if schemaop dies, the server
-//! frees it with the session.
+//! frees it with the session, and the kernel sends the child SIGTERM.
 //!
 //! The child gets stdin, stdout, stderr and the environment untouched
 //! (`DATABASE_URL` as the app wrote it, `+asyncpg` and all); schemaop speaks
@@ -98,8 +98,16 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
 
     // Forwarding is set up before the child exists: a SIGTERM between the
     // two must not end schemaop and leave the child running unlocked.
-    let mut signals = Signals::new()
-        .map_err(|e| CliError::Usage(format!("cannot listen for SIGTERM and SIGINT: {e}")))?;
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!(
+                "error: cannot listen for SIGTERM and SIGINT to pass them on: {error}; the \
+                 command was not started"
+            );
+            return Ok(exit::FAILED);
+        }
+    };
     let started = Instant::now();
     let mut command = Command::new(&args.command[0]);
     command
@@ -124,7 +132,7 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
             let entry = Audit {
                 tool,
                 command: &command_line,
-                started,
+                duration: started.elapsed(),
                 exit_code: None,
                 succeeded: false,
                 detail: &detail,
@@ -164,7 +172,7 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     let entry = Audit {
         tool,
         command: &command_line,
-        started,
+        duration,
         exit_code: Some(exit_code),
         succeeded: exit_code == 0,
         detail: &detail,
@@ -210,7 +218,8 @@ async fn lost_lock(child: &mut Child, signals: &mut Signals, error: Error) -> Cl
 struct Audit<'a> {
     tool: Tool,
     command: &'a str,
-    started: Instant,
+    /// How long the command ran.
+    duration: Duration,
     exit_code: Option<i32>,
     succeeded: bool,
     detail: &'a str,
@@ -230,7 +239,7 @@ impl Audit<'_> {
                 actor,
                 tool: self.tool.name(),
                 command: self.command,
-                duration_ms: self.started.elapsed().as_millis() as i64,
+                duration_ms: self.duration.as_millis() as i64,
                 succeeded: self.succeeded,
                 exit_code: self.exit_code,
                 revision_before: before.as_deref(),
