@@ -682,9 +682,8 @@ async fn a_refused_run_leaves_a_fresh_database_untouched() {
     }
 }
 
-#[tokio::test]
-async fn an_edited_applied_migration_is_refused_until_its_new_text_is_accepted() {
-    let db = TestDb::new().await;
+/// Two migrations applied, then someone edits the second one's file.
+async fn applied_then_edited(db: &TestDb) -> (tempfile::TempDir, Schemaop) {
     let dir = migrations_dir(&[
         ("0001_create_users.sql", "CREATE TABLE users (id int);"),
         (
@@ -694,13 +693,18 @@ async fn an_edited_applied_migration_is_refused_until_its_new_text_is_accepted()
     ]);
     let cli = Schemaop::new(&db.url, dir.path());
     cli.run(&["upgrade"]).await.expect(exit::OK);
-
-    // Someone edits a migration that already ran.
     std::fs::write(
         dir.path().join("0002_add_email.sql"),
         "ALTER TABLE users ADD COLUMN email varchar(320);",
     )
     .unwrap();
+    (dir, cli)
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_refused_until_its_new_text_is_accepted() {
+    let db = TestDb::new().await;
+    let (dir, cli) = applied_then_edited(&db).await;
 
     let refused = cli.run(&["upgrade"]).await.expect(exit::REFUSED);
     for needle in ["2 (0002_add_email.sql", "repair --accept-checksum"] {
@@ -1746,20 +1750,7 @@ const ESCAPE: &str = "\x1b[";
 #[tokio::test]
 async fn colour_marks_drift_errors_and_the_current_version_only_when_asked_or_on_a_terminal() {
     let db = TestDb::new().await;
-    let dir = migrations_dir(&[
-        ("0001_create_users.sql", "CREATE TABLE users (id int);"),
-        (
-            "0002_add_email.sql",
-            "ALTER TABLE users ADD COLUMN email text;",
-        ),
-    ]);
-    let cli = Schemaop::new(&db.url, dir.path());
-    cli.run(&["upgrade"]).await.expect(exit::OK);
-    std::fs::write(
-        dir.path().join("0002_add_email.sql"),
-        "ALTER TABLE users ADD COLUMN email varchar(320);",
-    )
-    .unwrap();
+    let (dir, cli) = applied_then_edited(&db).await;
 
     // Piped, as in CI logs and scripts: no escapes anywhere.
     let piped = cli.run(&["status"]).await.expect(exit::REFUSED);
