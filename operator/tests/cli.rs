@@ -704,7 +704,7 @@ async fn applied_then_edited(db: &TestDb) -> (tempfile::TempDir, Schemaop) {
 #[tokio::test]
 async fn an_edited_applied_migration_is_refused_until_its_new_text_is_accepted() {
     let db = TestDb::new().await;
-    let (dir, cli) = applied_then_edited(&db).await;
+    let (_dir, cli) = applied_then_edited(&db).await;
 
     let refused = cli.run(&["upgrade"]).await.expect(exit::REFUSED);
     for needle in ["2 (0002_add_email.sql", "repair --accept-checksum"] {
@@ -1750,7 +1750,7 @@ const ESCAPE: &str = "\x1b[";
 #[tokio::test]
 async fn colour_marks_drift_errors_and_the_current_version_only_when_asked_or_on_a_terminal() {
     let db = TestDb::new().await;
-    let (dir, cli) = applied_then_edited(&db).await;
+    let (_dir, cli) = applied_then_edited(&db).await;
 
     // Piped, as in CI logs and scripts: no escapes anywhere.
     let piped = cli.run(&["status"]).await.expect(exit::REFUSED);
