@@ -144,6 +144,7 @@ impl Runs {
                 inputs,
                 status,
                 last_write: None,
+                unwritten: false,
             };
             let outcome = tokio::select! {
                 outcome = run.supervise(permits) => Some(outcome),
@@ -245,7 +246,9 @@ impl Progress {
 
 /// Progress is written at most this often, so a thousand quick migrations do
 /// not make two thousand API calls; the first step, lock waits and the end
-/// are always written.
+/// are always written. Updates inside the window are coalesced, not dropped:
+/// the latest is written when the window ends, so a long migration never
+/// shows the step before it for its whole duration.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Run {
@@ -254,6 +257,8 @@ struct Run {
     inputs: Inputs,
     status: SchemaMigrationStatus,
     last_write: Option<Instant>,
+    /// The status holds progress not yet written.
+    unwritten: bool,
 }
 
 impl Run {
@@ -345,9 +350,12 @@ impl Run {
         let run = migrator.run(target, direction, &observer);
         tokio::pin!(run);
         let result = loop {
+            let flush_at = self.flush_at();
             tokio::select! {
                 result = &mut run => break result,
                 Some(update) = updates.recv() => self.progress(update).await,
+                () = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)),
+                    if flush_at.is_some() => self.write_now().await,
             }
         };
         while let Ok(update) = updates.try_recv() {
@@ -394,8 +402,10 @@ impl Run {
                 let message =
                     format!("running migration {index} of {total}: {version} ({description})");
                 self.set_verdict("Migrating", message);
-                if index == 1 || self.due() {
+                if index == 1 {
                     self.write_now().await;
+                } else {
+                    self.write_when_due().await;
                 }
             }
             Progress::StepFinished {
@@ -435,8 +445,9 @@ impl Run {
                 // keeps every migration's Event readable.
                 self.event(false, reason, &format!("{reason}{version}"), note)
                     .await;
-                if self.due() {
-                    self.write_now().await;
+                // The run's end writes the last step's result with the rest.
+                if index < total {
+                    self.write_when_due().await;
                 }
             }
             Progress::Retrying {
@@ -537,15 +548,29 @@ impl Run {
         set_conditions(&mut self.status, self.obj.metadata.generation, &verdict);
     }
 
-    fn due(&self) -> bool {
-        self.last_write
-            .is_none_or(|at| at.elapsed() >= STATUS_INTERVAL)
+    /// Writes now if the window since the last write has passed; otherwise
+    /// the attempt's loop writes when it does.
+    async fn write_when_due(&mut self) {
+        match self.last_write {
+            Some(at) if at.elapsed() < STATUS_INTERVAL => self.unwritten = true,
+            _ => self.write_now().await,
+        }
+    }
+
+    /// When coalesced progress is to be written, if any waits.
+    fn flush_at(&self) -> Option<Instant> {
+        match (self.unwritten, self.last_write) {
+            (true, Some(at)) => Some(at + STATUS_INTERVAL),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        }
     }
 
     /// Progress is best effort: a failed write is logged, and the next one
     /// carries the whole status again.
     async fn write_now(&mut self) {
         self.last_write = Some(Instant::now());
+        self.unwritten = false;
         let mut obj = (*self.obj).clone();
         obj.status = None;
         if let Err(error) = report::status(&self.ctx.client, &obj, &self.status).await {

@@ -164,6 +164,58 @@ async fn a_fresh_database_is_migrated_to_the_latest_revision_by_a_run() {
     assert_eq!(action.expect("a reconcile"), Action::requeue(RECHECK));
 }
 
+/// A quick first migration, then one that runs for two seconds: longer than
+/// the status window.
+const SLOW_ORDERS_UP: (&str, &str) = (
+    "2_create_orders.up.sql",
+    "SELECT pg_sleep(2);\nCREATE TABLE orders (id bigint PRIMARY KEY);",
+);
+
+#[tokio::test]
+async fn a_long_migration_shows_itself_once_the_status_window_ends() {
+    let db = TestDb::new().await;
+    let secret = url_secret(&db.url);
+    let mut harness = Harness::new(
+        schema_migration()
+            .inline(&[USERS_UP, SLOW_ORDERS_UP])
+            .build(),
+    );
+
+    // Migration 1 ends and migration 2 starts within the first write's
+    // window. Dropped, those updates left "migration 1 of 2" and revision
+    // none on show for the two seconds migration 2 ran; coalesced, the
+    // latest is written as soon as the window ends.
+    let (action, _) = harness
+        .reconcile(vec![
+            Expect::get_secret(&secret),
+            Expect::status(StatusIs::reconciling("Migrating").run(RunPhase::Pending)),
+            Expect::status(
+                StatusIs::reconciling("Migrating")
+                    .run(RunPhase::Running)
+                    .attempt(1),
+            ),
+            Expect::status(StatusIs::reconciling("Migrating").migrating(1)),
+            Expect::event(EventIs::normal("Applied").action("Applied1")),
+            Expect::status(
+                StatusIs::reconciling("Migrating")
+                    .saying("running migration 2 of 2: 2 (create orders)")
+                    .revision("1")
+                    .pending(1)
+                    .migrating(2),
+            ),
+            Expect::event(EventIs::normal("Applied").action("Applied2")),
+            Expect::status(
+                StatusIs::ready("UpToDate")
+                    .revision("2")
+                    .run(RunPhase::Succeeded),
+            ),
+        ])
+        .await;
+
+    assert_eq!(action.expect("a reconcile"), Action::await_change());
+    assert_eq!(db.applied().await, [1, 2]);
+}
+
 // --- 3. invalid source ----------------------------------------------------------
 
 #[tokio::test]
