@@ -8,7 +8,8 @@
 //! - [`controller`] reconciles SchemaMigrations by driving the engine.
 //! - [`gates`] holds pods' readiness until their schema is there.
 //! - [`operator`] is the `schemaop run` process: [`leader`] election, the
-//!   controller, and the [`server`] for probes and metrics; [`telemetry`] sets up logs.
+//!   controller, and the [`server`] for probes and metrics; [`telemetry`] sets up logs;
+//!   [`kube_client`] is the API client they and `schemaop wait` share.
 
 pub mod adapters;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod crd;
 pub mod duration;
 pub mod engine;
 pub mod gates;
+pub mod kube_client;
 pub mod leader;
 pub mod operator;
 pub mod server;

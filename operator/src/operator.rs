@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
-use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::metrics::Metrics;
@@ -80,11 +79,16 @@ pub enum OperatorError {
     Leader(#[from] LeaderError),
 }
 
+/// What a stop does, as `Runs::stop_all` does it: a run is cancelled, not
+/// finished; its open transaction rolls back and the next leader runs it.
+const STOPPING: &str = "stopping: cancelling runs in progress (their open transactions roll back \
+     and the next leader starts them again), then releasing the leader lease";
+
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     telemetry::init(args.log_format, &args.log_level, args.log_sql);
 
-    let client = Client::try_default()
+    let client = crate::kube_client::client()
         .await
         .map_err(OperatorError::Connect)?;
     // Fail now, with the reason, rather than retry quietly: a replica that
@@ -178,17 +182,14 @@ fn cancel_on_termination(shutdown: CancellationToken) -> io::Result<()> {
                 _ = terminate.recv() => "SIGTERM",
                 _ = interrupt.recv() => "SIGINT",
             };
-            tracing::info!(
-                signal = name,
-                "stopping: finishing runs in progress, then releasing the leader lease"
-            );
+            tracing::info!(signal = name, "{STOPPING}");
             shutdown.cancel();
         });
     }
     #[cfg(not(unix))]
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("stopping: finishing runs in progress, then releasing the leader lease");
+            tracing::info!("{STOPPING}");
             shutdown.cancel();
         }
     });

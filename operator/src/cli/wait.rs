@@ -13,8 +13,8 @@ use std::{error, fmt};
 
 use clap::Args;
 use futures::StreamExt;
+use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
 use serde_json::json;
 
 use super::output::Reporter;
@@ -377,7 +377,7 @@ impl fmt::Display for Goal {
 }
 
 async fn wait_for_migration(args: &WaitArgs, revision: Option<Version>, name: String) -> Outcome {
-    let client = match Client::try_default().await {
+    let client = match crate::kube_client::client().await {
         Ok(client) => client,
         Err(error) => {
             return Outcome::failed(
@@ -1010,7 +1010,7 @@ mod tests {
             });
             async move { Ok::<_, Infallible>(response) }
         });
-        let api = Api::namespaced(Client::new(service, "apps"), "apps");
+        let api = Api::namespaced(kube::Client::new(service, "apps"), "apps");
         (api, requests)
     }
 
