@@ -2,6 +2,7 @@
 -- as Argo CD would hand it to the script (the global `obj`), and the health
 -- it must get.
 --
+--   lua5.1 gitops/argocd/tests/run_tests.lua [path/to/health.lua]   (Argo CD's Lua)
 --   lua5.4 gitops/argocd/tests/run_tests.lua [path/to/health.lua]
 --
 -- The script runs as Argo CD runs custom checks: without the string and math
@@ -27,7 +28,16 @@ local function run_health(obj)
   for _, name in ipairs(BASE) do
     env[name] = _G[name]
   end
-  local chunk, load_error = loadfile(script, "t", env)
+  local chunk, load_error
+  if setfenv then
+    -- Lua 5.1, as Argo CD's gopher-lua: the environment is set on the chunk.
+    chunk, load_error = loadfile(script)
+    if chunk then
+      setfenv(chunk, env)
+    end
+  else
+    chunk, load_error = loadfile(script, "t", env)
+  end
   if not chunk then
     return nil, "cannot load " .. script .. ": " .. tostring(load_error)
   end
