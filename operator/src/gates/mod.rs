@@ -65,10 +65,15 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     };
     let gate = decide::decide(min_revision, previous.as_ref(), schema.as_ref(), &migration);
 
+    // A released pod is left alone while it stays released: its message
+    // would only follow the database's revision, a patch per pod each time
+    // a later migration runs. A held pod's message tells its wait, so it is
+    // kept up to date.
     let unchanged = existing.is_some_and(|c| {
         c.status == status_text(&gate)
-            && c.reason.as_deref() == Some(gate.reason)
-            && c.message.as_deref() == Some(gate.message.as_str())
+            && (gate.ready
+                || c.reason.as_deref() == Some(gate.reason)
+                    && c.message.as_deref() == Some(gate.message.as_str()))
     });
     if unchanged {
         return Ok(Action::await_change());

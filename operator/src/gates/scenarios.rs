@@ -320,6 +320,22 @@ async fn a_released_pod_stays_released_while_a_later_migration_stalls() {
 }
 
 #[tokio::test]
+async fn a_released_pod_is_not_patched_again_when_a_later_migration_lands() {
+    let released = condition(
+        "True",
+        "SchemaReady",
+        "needs revision 30; the database is at 30",
+        LONG_AGO,
+    );
+    scenario(pod(true, None, Some(released)), |mut api| async move {
+        // Ready again at 40: the pod's status need not change, so no patch.
+        serve_smig(&mut api, smig(true, "40", "40")).await;
+        api
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn min_revision_releases_during_the_run_once_the_revision_is_there() {
     scenario(pod(true, Some("35"), None), |mut api| async move {
         serve_smig(&mut api, smig(false, "35", "40")).await;
