@@ -20,8 +20,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +38,19 @@ pub const CONDITION_TYPE: &str = "schemaop.dev/schema-ready";
 /// The annotation naming the version a pod needs.
 pub const MIN_REVISION_ANNOTATION: &str = "schemaop.dev/min-revision";
 
+/// What a pod's reconcile reads: the operator's context, and the
+/// SchemaMigrations from a watch cache, so that a pod costs no GET.
+pub struct GateContext {
+    pub ctx: Arc<Context>,
+    /// Filled by the same watch that wakes the pods of a SchemaMigration,
+    /// before it wakes them: a pod never reads an older object than the one
+    /// that woke it.
+    pub migrations: Store<SchemaMigration>,
+}
+
 /// Decides and writes one pod's gate.
-pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(pod: Arc<Pod>, gates: Arc<GateContext>) -> Result<Action> {
+    let ctx = &gates.ctx;
     if !has_gate(&pod) || pod.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -47,9 +58,15 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     let Some(migration) = pod.labels().get(MIGRATION_LABEL).cloned() else {
         return Ok(Action::await_change());
     };
-    let migrations: Api<SchemaMigration> = Api::namespaced(ctx.client.clone(), &namespace);
-    let smig = migrations.get_opt(&migration).await?;
-    let schema = smig.as_ref().map(Schema::of);
+    // Until the first list is in, a missing SchemaMigration may only be one
+    // not listed yet: holding a released pod for it would be wrong.
+    if gates.migrations.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let smig = gates
+        .migrations
+        .get(&ObjectRef::new(&migration).within(&namespace));
+    let schema = smig.as_deref().map(Schema::of);
 
     let existing = condition(&pod);
     let previous = existing.and_then(|c| decide::previous(Some(&c.status), c.message.as_deref()));
@@ -104,11 +121,11 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     .await?;
 
     if flipped && !gate.ready {
-        held_back(&ctx, &pod, &gate).await;
+        held_back(ctx, &pod, &gate).await;
     }
     if flipped
         && gate.ready
-        && let Some(since) = smig.as_ref().and_then(ready_since)
+        && let Some(since) = smig.as_deref().and_then(ready_since)
     {
         ctx.metrics
             .gate_released(jiff::Timestamp::now().duration_since(since).unsigned_abs());
@@ -168,9 +185,9 @@ async fn held_back(ctx: &Context, pod: &Pod, gate: &Gate) {
 }
 
 /// API server failures: try again soon.
-pub fn error_policy(_pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(_pod: Arc<Pod>, error: &Error, gates: Arc<GateContext>) -> Action {
     tracing::warn!(%error, "readiness gate reconcile failed");
-    ctx.metrics.reconcile_failed(error.reason());
+    gates.ctx.metrics.reconcile_failed(error.reason());
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -187,10 +204,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     // Only pods that opted in; the rest of the cluster's pods never reach us.
     let controller = Controller::new(pods, watcher::Config::default().labels(MIGRATION_LABEL));
     let store = controller.store();
+    // One watch both caches the SchemaMigrations and wakes their pods; the
+    // cache takes each change before the pods are woken for it.
+    let (cache, writer) = reflector::store();
+    let changes = watcher(migrations, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let gates = Arc::new(GateContext {
+        ctx,
+        migrations: cache,
+    });
     controller
-        .watches(migrations, watcher::Config::default(), pods_of(store))
+        .watches_stream(changes, pods_of(store))
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, gates)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "readiness gate reconcile ended with an error");

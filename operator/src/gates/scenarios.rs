@@ -10,19 +10,19 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, PodReadinessGate, PodSpec, P
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::client::Body;
+use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use tower_test::mock::Handle;
 
-use super::{CONDITION_TYPE, MIGRATION_LABEL, MIN_REVISION_ANNOTATION, reconcile};
+use super::{CONDITION_TYPE, GateContext, MIGRATION_LABEL, MIN_REVISION_ANNOTATION, reconcile};
 use crate::controller::fixtures::schema_migration;
 use crate::controller::metrics::Metrics;
 use crate::controller::{Context, ControllerConfig};
-use crate::crd::SchemaMigrationStatus;
 use crate::crd::conditions::{self, Condition};
+use crate::crd::{SchemaMigration, SchemaMigrationStatus};
 
 const NS: &str = "apps";
 const SMIG: &str = "app-db";
-const SMIG_PATH: &str = "/apis/schemaop.dev/v1alpha1/namespaces/apps/schemamigrations/app-db";
 const POD_STATUS_PATH: &str = "/api/v1/namespaces/apps/pods/web-1/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
 
@@ -133,10 +133,6 @@ async fn serve(
     body
 }
 
-async fn serve_smig(handle: &mut ApiHandle, smig: Value) {
-    serve(handle, Method::GET, SMIG_PATH, StatusCode::OK, smig).await;
-}
-
 /// The pod status patch, with `lastTransitionTime` taken out for the caller.
 async fn serve_patch(handle: &mut ApiHandle) -> (Value, Option<String>) {
     let mut body = serve(
@@ -160,14 +156,27 @@ fn patch(status: &str, reason: &str, message: &str) -> Value {
     }]}})
 }
 
-/// Runs one reconcile of `pod` while `api` serves it; then no request may be left.
-async fn scenario<F, Fut>(pod: Pod, api: F)
+/// Runs one reconcile of `pod`, with `smig` in the watch cache (or none),
+/// while `api` serves it; then no request may be left. The gate reads its
+/// SchemaMigration from the cache: any GET of it is an unexpected request.
+async fn scenario<F, Fut>(pod: Pod, smig: Option<Value>, api: F)
 where
     F: FnOnce(ApiHandle) -> Fut,
     Fut: Future<Output = ApiHandle>,
 {
     let (ctx, handle) = context();
-    let reconciling = tokio::spawn(reconcile(Arc::new(pod), ctx));
+    let (cache, mut writer) = reflector::store::<SchemaMigration>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    if let Some(smig) = smig {
+        let smig = serde_json::from_value(smig).expect("a SchemaMigration");
+        writer.apply_watcher_event(&watcher::Event::InitApply(smig));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let gates = Arc::new(GateContext {
+        ctx,
+        migrations: cache,
+    });
+    let reconciling = tokio::spawn(reconcile(Arc::new(pod), gates));
     let mut handle = tokio::time::timeout(Duration::from_secs(5), api(handle))
         .await
         .expect("the expected requests came");
@@ -191,20 +200,23 @@ where
 
 #[tokio::test]
 async fn a_new_pod_whose_schema_is_there_is_released_at_once() {
-    scenario(pod(true, None, None), |mut api| async move {
-        serve_smig(&mut api, smig(true, "30", "30")).await;
-        let (body, time) = serve_patch(&mut api).await;
-        assert_eq!(
-            body,
-            patch(
-                "True",
-                "SchemaReady",
-                "needs revision 30; the database is at 30"
-            )
-        );
-        assert!(time.is_some(), "a new condition gets a transition time");
-        api
-    })
+    scenario(
+        pod(true, None, None),
+        Some(smig(true, "30", "30")),
+        |mut api| async move {
+            let (body, time) = serve_patch(&mut api).await;
+            assert_eq!(
+                body,
+                patch(
+                    "True",
+                    "SchemaReady",
+                    "needs revision 30; the database is at 30"
+                )
+            );
+            assert!(time.is_some(), "a new condition gets a transition time");
+            api
+        },
+    )
     .await;
 }
 
@@ -216,40 +228,44 @@ async fn a_condition_that_is_already_right_is_not_patched() {
         "needs revision 30; the database is at 30",
         LONG_AGO,
     );
-    scenario(pod(true, None, Some(released)), |mut api| async move {
-        serve_smig(&mut api, smig(true, "30", "30")).await;
-        api
-    })
+    scenario(
+        pod(true, None, Some(released)),
+        Some(smig(true, "30", "30")),
+        |api| async move { api },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_new_pod_during_a_migration_is_held_back_with_an_event() {
-    scenario(pod(true, None, None), |mut api| async move {
-        serve_smig(&mut api, smig(false, "30", "40")).await;
-        let (body, _) = serve_patch(&mut api).await;
-        assert_eq!(
-            body,
-            patch(
-                "False",
-                "WaitingForRevision",
-                "needs revision 40; the database is at 30"
+    scenario(
+        pod(true, None, None),
+        Some(smig(false, "30", "40")),
+        |mut api| async move {
+            let (body, _) = serve_patch(&mut api).await;
+            assert_eq!(
+                body,
+                patch(
+                    "False",
+                    "WaitingForRevision",
+                    "needs revision 40; the database is at 30"
+                )
+            );
+            let event = serve(
+                &mut api,
+                Method::POST,
+                EVENTS_PATH,
+                StatusCode::CREATED,
+                json!({}),
             )
-        );
-        let event = serve(
-            &mut api,
-            Method::POST,
-            EVENTS_PATH,
-            StatusCode::CREATED,
-            json!({}),
-        )
-        .await;
-        assert_eq!(event["reason"], "WaitingForSchema");
-        assert_eq!(event["regarding"]["kind"], "Pod");
-        assert_eq!(event["regarding"]["name"], "web-1");
-        assert_eq!(event["note"], "needs revision 40; the database is at 30");
-        api
-    })
+            .await;
+            assert_eq!(event["reason"], "WaitingForSchema");
+            assert_eq!(event["regarding"]["kind"], "Pod");
+            assert_eq!(event["regarding"]["name"], "web-1");
+            assert_eq!(event["note"], "needs revision 40; the database is at 30");
+            api
+        },
+    )
     .await;
 }
 
@@ -261,20 +277,23 @@ async fn progress_updates_the_message_but_keeps_the_transition_time_and_sends_no
         "needs revision 40; the database is at 30",
         LONG_AGO,
     );
-    scenario(pod(true, None, Some(waiting)), |mut api| async move {
-        serve_smig(&mut api, smig(false, "35", "40")).await;
-        let (body, time) = serve_patch(&mut api).await;
-        assert_eq!(
-            body,
-            patch(
-                "False",
-                "WaitingForRevision",
-                "needs revision 40; the database is at 35"
-            )
-        );
-        assert_eq!(time.as_deref(), Some(LONG_AGO));
-        api
-    })
+    scenario(
+        pod(true, None, Some(waiting)),
+        Some(smig(false, "35", "40")),
+        |mut api| async move {
+            let (body, time) = serve_patch(&mut api).await;
+            assert_eq!(
+                body,
+                patch(
+                    "False",
+                    "WaitingForRevision",
+                    "needs revision 40; the database is at 35"
+                )
+            );
+            assert_eq!(time.as_deref(), Some(LONG_AGO));
+            api
+        },
+    )
     .await;
 }
 
@@ -286,20 +305,23 @@ async fn a_waiting_pod_is_released_when_its_schema_migration_is_ready() {
         "needs revision 40; the database is at 35",
         LONG_AGO,
     );
-    scenario(pod(true, None, Some(waiting)), |mut api| async move {
-        serve_smig(&mut api, smig(true, "40", "40")).await;
-        let (body, time) = serve_patch(&mut api).await;
-        assert_eq!(
-            body,
-            patch(
-                "True",
-                "SchemaReady",
-                "needs revision 40; the database is at 40"
-            )
-        );
-        assert_ne!(time.as_deref(), Some(LONG_AGO), "the status flipped");
-        api
-    })
+    scenario(
+        pod(true, None, Some(waiting)),
+        Some(smig(true, "40", "40")),
+        |mut api| async move {
+            let (body, time) = serve_patch(&mut api).await;
+            assert_eq!(
+                body,
+                patch(
+                    "True",
+                    "SchemaReady",
+                    "needs revision 40; the database is at 40"
+                )
+            );
+            assert_ne!(time.as_deref(), Some(LONG_AGO), "the status flipped");
+            api
+        },
+    )
     .await;
 }
 
@@ -311,11 +333,12 @@ async fn a_released_pod_stays_released_while_a_later_migration_stalls() {
         "needs revision 30; the database is at 30",
         LONG_AGO,
     );
-    scenario(pod(true, None, Some(released)), |mut api| async move {
+    scenario(
+        pod(true, None, Some(released)),
+        Some(smig(false, "30", "40")),
         // Stalled on the way to 40, still at 30: nothing to change for this pod.
-        serve_smig(&mut api, smig(false, "30", "40")).await;
-        api
-    })
+        |api| async move { api },
+    )
     .await;
 }
 
@@ -327,42 +350,59 @@ async fn a_released_pod_is_not_patched_again_when_a_later_migration_lands() {
         "needs revision 30; the database is at 30",
         LONG_AGO,
     );
-    scenario(pod(true, None, Some(released)), |mut api| async move {
+    scenario(
+        pod(true, None, Some(released)),
+        Some(smig(true, "40", "40")),
         // Ready again at 40: the pod's status need not change, so no patch.
-        serve_smig(&mut api, smig(true, "40", "40")).await;
-        api
-    })
+        |api| async move { api },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn min_revision_releases_during_the_run_once_the_revision_is_there() {
-    scenario(pod(true, Some("35"), None), |mut api| async move {
-        serve_smig(&mut api, smig(false, "35", "40")).await;
-        let (body, _) = serve_patch(&mut api).await;
-        assert_eq!(
-            body,
-            patch(
-                "True",
-                "SchemaReady",
-                "needs revision 35; the database is at 35"
-            )
-        );
-        api
-    })
+    scenario(
+        pod(true, Some("35"), None),
+        Some(smig(false, "35", "40")),
+        |mut api| async move {
+            let (body, _) = serve_patch(&mut api).await;
+            assert_eq!(
+                body,
+                patch(
+                    "True",
+                    "SchemaReady",
+                    "needs revision 35; the database is at 35"
+                )
+            );
+            api
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_missing_schema_migration_holds_the_pod_and_says_which() {
-    scenario(pod(true, None, None), |mut api| async move {
-        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
-        serve(&mut api, Method::GET, SMIG_PATH, StatusCode::NOT_FOUND, not_found).await;
+    scenario(pod(true, None, None), None, |mut api| async move {
         let (body, _) = serve_patch(&mut api).await;
         assert_eq!(body["status"]["conditions"][0]["status"], "False");
-        assert_eq!(body["status"]["conditions"][0]["reason"], "MigrationNotFound");
-        assert!(body["status"]["conditions"][0]["message"].as_str().unwrap().contains("SchemaMigration app-db"));
-        serve(&mut api, Method::POST, EVENTS_PATH, StatusCode::CREATED, json!({})).await;
+        assert_eq!(
+            body["status"]["conditions"][0]["reason"],
+            "MigrationNotFound"
+        );
+        assert!(
+            body["status"]["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("SchemaMigration app-db")
+        );
+        serve(
+            &mut api,
+            Method::POST,
+            EVENTS_PATH,
+            StatusCode::CREATED,
+            json!({}),
+        )
+        .await;
         api
     })
     .await;
@@ -370,5 +410,10 @@ async fn a_missing_schema_migration_holds_the_pod_and_says_which() {
 
 #[tokio::test]
 async fn a_pod_without_the_gate_is_left_alone() {
-    scenario(pod(false, None, None), |api| async move { api }).await;
+    scenario(
+        pod(false, None, None),
+        Some(smig(true, "30", "30")),
+        |api| async move { api },
+    )
+    .await;
 }
