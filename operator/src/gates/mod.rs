@@ -133,6 +133,47 @@ pub async fn reconcile(pod: Arc<Pod>, gates: Arc<GateContext>) -> Result<Action>
     Ok(Action::await_change())
 }
 
+/// Keeps of a pod only what a gate reads and writes: its identity, our
+/// label and annotation, its readiness gates and our condition. A pod's
+/// containers, environment, managed fields and other conditions are most of
+/// its size, and a cluster may have thousands of gated pods.
+pub fn trim(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| key == MIGRATION_LABEL);
+    }
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key == MIN_REVISION_ANNOTATION);
+    }
+    pod.spec = pod
+        .spec
+        .take()
+        .map(|spec| k8s_openapi::api::core::v1::PodSpec {
+            readiness_gates: spec.readiness_gates,
+            ..Default::default()
+        });
+    pod.status = pod
+        .status
+        .take()
+        .map(|status| k8s_openapi::api::core::v1::PodStatus {
+            // Collected anew: filtering in place would keep the room of
+            // the kubelet's conditions.
+            conditions: status.conditions.map(|conditions| {
+                let mut ours: Vec<_> = conditions
+                    .into_iter()
+                    .filter(|c| c.type_ == CONDITION_TYPE)
+                    .collect();
+                ours.shrink_to_fit();
+                ours
+            }),
+            ..Default::default()
+        });
+}
+
 fn has_gate(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
@@ -201,8 +242,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    // Only pods that opted in; the rest of the cluster's pods never reach us.
-    let controller = Controller::new(pods, watcher::Config::default().labels(MIGRATION_LABEL));
+    // Only pods that opted in; the rest of the cluster's pods never reach
+    // us, and those that do are cached trimmed to what a gate reads.
+    let (pod_cache, pod_writer) = reflector::store();
+    let gated = watcher(pods, watcher::Config::default().labels(MIGRATION_LABEL))
+        .default_backoff()
+        .modify(trim)
+        .reflect(pod_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(gated, pod_cache);
     let store = controller.store();
     // One watch both caches the SchemaMigrations and wakes their pods; the
     // cache takes each change before the pods are woken for it.

@@ -14,7 +14,9 @@ use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use tower_test::mock::Handle;
 
-use super::{CONDITION_TYPE, GateContext, MIGRATION_LABEL, MIN_REVISION_ANNOTATION, reconcile};
+use super::{
+    CONDITION_TYPE, GateContext, MIGRATION_LABEL, MIN_REVISION_ANNOTATION, reconcile, trim,
+};
 use crate::controller::fixtures::schema_migration;
 use crate::controller::metrics::Metrics;
 use crate::controller::{Context, ControllerConfig};
@@ -414,6 +416,72 @@ async fn a_pod_without_the_gate_is_left_alone() {
         pod(false, None, None),
         Some(smig(true, "30", "30")),
         |api| async move { api },
+    )
+    .await;
+}
+
+/// `pod(...)` as the API server sends it: containers, managed fields, the
+/// kubelet's conditions and annotations of other tools around ours.
+fn full(pod: Pod) -> Pod {
+    let mut full: Value = serde_json::to_value(pod).unwrap();
+    full["metadata"]["labels"]["app"] = json!("web");
+    full["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] =
+        json!("2026-12-01T10:00:00Z");
+    full["metadata"]["managedFields"] = json!([{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:conditions": {}}}}]);
+    full["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7f9c", "uid": "0b3c5d7e-0000-4000-8000-000000000002", "controller": true}]);
+    full["spec"]["containers"] = json!([{"name": "web", "image": "registry.example.com/web:1.4.2", "env": [{"name": "LOG_LEVEL", "value": "info"}], "ports": [{"containerPort": 8080}]}]);
+    full["status"]["phase"] = json!("Running");
+    let conditions = full["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut all = vec![
+        json!({"type": "ContainersReady", "status": "True"}),
+        json!({"type": "Ready", "status": "False"}),
+    ];
+    all.extend(conditions);
+    full["status"]["conditions"] = json!(all);
+    serde_json::from_value(full).unwrap()
+}
+
+#[test]
+fn trimming_keeps_what_a_gate_reads_and_drops_the_rest() {
+    let released = condition(
+        "True",
+        "SchemaReady",
+        "needs revision 30; the database is at 30",
+        LONG_AGO,
+    );
+    let lean = pod(true, Some("30"), Some(released));
+    let mut trimmed = full(lean.clone());
+    let before = serde_json::to_vec(&trimmed).unwrap().len();
+
+    trim(&mut trimmed);
+
+    assert_eq!(trimmed, lean);
+    let after = serde_json::to_vec(&trimmed).unwrap().len();
+    assert!(after * 2 < before, "{before} bytes, then {after}");
+}
+
+#[tokio::test]
+async fn a_trimmed_pod_is_gated_as_the_full_pod_would_be() {
+    let mut trimmed = full(pod(true, None, None));
+    trim(&mut trimmed);
+    scenario(
+        trimmed,
+        Some(smig(true, "30", "30")),
+        |mut api| async move {
+            let (body, _) = serve_patch(&mut api).await;
+            assert_eq!(
+                body,
+                patch(
+                    "True",
+                    "SchemaReady",
+                    "needs revision 30; the database is at 30"
+                )
+            );
+            api
+        },
     )
     .await;
 }
