@@ -485,3 +485,74 @@ async fn a_trimmed_pod_is_gated_as_the_full_pod_would_be() {
     )
     .await;
 }
+
+/// Requests the API server got while `reconcile` ran for each of `pods`,
+/// answered 200 `{}`: (method, path) in order.
+async fn requests_for(pods: Vec<Pod>, smig: Value) -> Vec<(Method, String)> {
+    let (ctx, mut handle) = context();
+    let (cache, mut writer) = reflector::store::<SchemaMigration>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(
+        serde_json::from_value(smig).unwrap(),
+    ));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let gates = Arc::new(GateContext {
+        ctx,
+        migrations: cache,
+    });
+    let reconciling = tokio::spawn(async move {
+        for pod in pods {
+            reconcile(Arc::new(pod), gates.clone())
+                .await
+                .expect("a reconcile");
+        }
+    });
+    // The client goes with the task: no more requests once it is done.
+    let mut seen = Vec::new();
+    while let Some((request, send)) = handle.next_request().await {
+        seen.push((request.method().clone(), request.uri().path().to_string()));
+        respond(send, StatusCode::OK, &json!({}));
+    }
+    reconciling.await.expect("every reconcile succeeds");
+    seen
+}
+
+fn pod_named(name: String, condition: Option<PodCondition>) -> Pod {
+    let mut pod = pod(true, None, condition);
+    pod.metadata.name = Some(name);
+    pod
+}
+
+#[tokio::test]
+async fn a_hundred_pods_cost_one_patch_each_and_nothing_once_released() {
+    let names: Vec<String> = (0..100).map(|i| format!("web-{i}")).collect();
+
+    // New pods of a Ready SchemaMigration: one status patch each, no read.
+    let new = names.iter().map(|n| pod_named(n.clone(), None)).collect();
+    let requests = requests_for(new, smig(true, "30", "30")).await;
+    let expected: Vec<(Method, String)> = names
+        .iter()
+        .map(|n| {
+            (
+                Method::PATCH,
+                format!("/api/v1/namespaces/apps/pods/{n}/status"),
+            )
+        })
+        .collect();
+    assert_eq!(requests, expected);
+
+    // The same pods, released, when a later migration lands: nothing at all.
+    let released = names
+        .iter()
+        .map(|n| {
+            let c = condition(
+                "True",
+                "SchemaReady",
+                "needs revision 30; the database is at 30",
+                LONG_AGO,
+            );
+            pod_named(n.clone(), Some(c))
+        })
+        .collect();
+    assert_eq!(requests_for(released, smig(true, "40", "40")).await, []);
+}
