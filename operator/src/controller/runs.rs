@@ -431,20 +431,6 @@ impl Run {
                         duration,
                     ));
                 }
-                let (reason, verb) = if revert {
-                    ("Reverted", "reverted")
-                } else {
-                    ("Applied", "applied")
-                };
-                let note = format!(
-                    "{verb} migration {version} ({description}) in {} ms",
-                    duration.as_millis()
-                );
-                // The recorder folds Events with the same action into one
-                // series, under the first one's note; one action a version
-                // keeps every migration's Event readable.
-                self.event(false, reason, &format!("{reason}{version}"), note)
-                    .await;
                 // The run's end writes the last step's result with the rest.
                 if index < total {
                     self.write_when_due().await;
@@ -490,6 +476,12 @@ impl Run {
             reason: "UpToDate".into(),
             message: format!("the database is at {current}"),
         });
+        if let Some((reason, note)) = run_note(report) {
+            // One action a target: the recorder folds Events with the same
+            // action into one series under the first one's note.
+            let action = format!("Migrate{}", current);
+            self.event(false, reason, &action, note).await;
+        }
         self.write_now().await;
     }
 
@@ -581,6 +573,41 @@ impl Run {
     async fn event(&self, warning: bool, reason: &str, action: &str, note: String) {
         report::event(&self.ctx.recorder, &self.obj, warning, reason, action, note).await;
     }
+}
+
+/// Shown in an Event with its own line per migration, the first ten.
+const NOTE_MIGRATIONS: usize = 10;
+
+/// One Event a run, not one a migration: at a thousand databases, one a
+/// migration is thousands of objects for the API server to keep, and a
+/// run's Event tells the same story in `kubectl describe`. The status keeps
+/// the recent migrations and the database's audit log keeps them all.
+fn run_note(report: &RunReport) -> Option<(&'static str, String)> {
+    let first = report.steps.first()?;
+    let (reason, verb) = match first.direction {
+        "down" => ("Reverted", "reverted"),
+        _ => ("Migrated", "applied"),
+    };
+    let total: u64 = report.steps.iter().map(|s| s.duration_ms).sum();
+    let n = report.steps.len();
+    let mut note = format!(
+        "{verb} {n} migration{} from {} to {} in {total} ms:",
+        if n == 1 { "" } else { "s" },
+        revision(report.from),
+        revision(report.to),
+    );
+    for step in report.steps.iter().take(NOTE_MIGRATIONS) {
+        note.push_str(&format!(
+            " {} ({}, {} ms);",
+            step.version, step.description, step.duration_ms
+        ));
+    }
+    if n > NOTE_MIGRATIONS {
+        note.push_str(&format!(" and {} more", n - NOTE_MIGRATIONS));
+    } else {
+        note.pop();
+    }
+    Some((reason, note))
 }
 
 fn to_i32(n: usize) -> i32 {

@@ -67,17 +67,14 @@ fn run_from_none_to_2() -> Vec<Expect> {
                 .run(RunPhase::Running)
                 .migrating(1),
         ),
+        // One Event for the run, naming each migration; one action a
+        // target, or the recorder would fold the next run's into its series.
         Expect::event(
-            EventIs::normal("Applied")
-                .action("Applied1")
-                .saying("applied migration 1 (create users)"),
-        ),
-        // One action a version: the recorder would otherwise fold the second
-        // Event into the first one's series, under the first one's note.
-        Expect::event(
-            EventIs::normal("Applied")
-                .action("Applied2")
-                .saying("applied migration 2 (create orders)"),
+            EventIs::normal("Migrated")
+                .action("Migrate2")
+                .saying("applied 2 migrations from none to 2 in ")
+                .saying(" ms: 1 (create users, ")
+                .saying("; 2 (create orders, "),
         ),
         Expect::status(
             StatusIs::ready("UpToDate")
@@ -195,7 +192,6 @@ async fn a_long_migration_shows_itself_once_the_status_window_ends() {
                     .attempt(1),
             ),
             Expect::status(StatusIs::reconciling("Migrating").migrating(1)),
-            Expect::event(EventIs::normal("Applied").action("Applied1")),
             Expect::status(
                 StatusIs::reconciling("Migrating")
                     .saying("running migration 2 of 2: 2 (create orders)")
@@ -203,7 +199,7 @@ async fn a_long_migration_shows_itself_once_the_status_window_ends() {
                     .pending(1)
                     .migrating(2),
             ),
-            Expect::event(EventIs::normal("Applied").action("Applied2")),
+            Expect::event(EventIs::normal("Migrated").action("Migrate2")),
             Expect::status(
                 StatusIs::ready("UpToDate")
                     .revision("2")
@@ -516,8 +512,9 @@ async fn an_allowed_downgrade_reverts_in_a_run() {
             ),
             Expect::event(
                 EventIs::normal("Reverted")
-                    .action("Reverted2")
-                    .saying("reverted migration 2 (create orders)"),
+                    .action("Migrate1")
+                    .saying("reverted 1 migration from 2 to 1 in ")
+                    .saying(" ms: 2 (create orders, "),
             ),
             Expect::status(
                 StatusIs::ready("UpToDate")
@@ -622,8 +619,8 @@ fn run_failing_at_2() -> Vec<Expect> {
                 .attempt(1),
         ),
         Expect::status(StatusIs::reconciling("Migrating").migrating(1)),
-        Expect::event(EventIs::normal("Applied").saying("applied migration 1 (create users)")),
-        // A failing SQL statement needs a person: no retry.
+        // A failing SQL statement needs a person: no retry. The run's one
+        // Event is its failure; the status lists what it applied.
         Expect::event(
             EventIs::warning("MigrationFailed")
                 .action("Migrate")
