@@ -1,9 +1,11 @@
 //! The `schemaop` command line: the verbs an Alembic user expects, on the
 //! same engine the operator drives.
 
+pub mod exec;
 mod new;
 mod output;
 mod runtime;
+pub mod tools;
 mod wait;
 
 use std::path::PathBuf;
@@ -39,6 +41,10 @@ pub mod exit {
     pub const LOCKED: u8 = 6;
     /// `wait` gave up: the revision was not reached within `--timeout`.
     pub const TIMEOUT: u8 = 7;
+    /// `exec`: the command could not be started (not executable).
+    pub const NOT_EXECUTABLE: u8 = super::exec::NOT_EXECUTABLE;
+    /// `exec`: the command was not found.
+    pub const NOT_FOUND: u8 = super::exec::NOT_FOUND;
 }
 
 const AFTER_HELP: &str = "\
@@ -51,7 +57,9 @@ Exit codes:
      disallowed target; or `verify` found a problem
   5  the database could not be reached, or refused the credentials
   6  a lock was held by another session for longer than allowed
-  7  `wait` timed out before the revision was reached";
+  7  `wait` timed out before the revision was reached
+  `exec` exits with its command's exit code (128+N for signal N) once the command ran;
+  before that with the codes above, or 126 (command not executable) or 127 (not found)";
 
 #[derive(Debug, Parser)]
 #[command(name = "schemaop", version, about = "PostgreSQL schema migrations, from a laptop or as a Kubernetes operator", after_help = AFTER_HELP)]
@@ -153,7 +161,7 @@ impl Command {
         match self {
             Command::Upgrade(_) => "upgrade",
             Command::Downgrade(_) => "downgrade",
-            Command::Current => "current",
+            Command::Current { .. } => "current",
             Command::History { .. } => "history",
             Command::Status => "status",
             Command::Plan { .. } => "plan",
@@ -164,6 +172,7 @@ impl Command {
             Command::Crd => "crd",
             Command::Run(_) => "run",
             Command::Wait(_) => "wait",
+            Command::Exec(_) => "exec",
         }
     }
 }
@@ -176,8 +185,12 @@ pub enum Command {
     /// Revert migrations down to a target: `downgrade base`, `downgrade
     /// 20261101090000`, `downgrade -1`.
     Downgrade(UpgradeArgs),
-    /// Print the database's current version.
-    Current,
+    /// Print the database's current version; with --tool, that tool's
+    /// current revision(s) from its own version table.
+    Current {
+        #[command(flatten)]
+        tool: tools::ToolArgs,
+    },
     /// List applied migrations, oldest first.
     History {
         /// Also each migration's state, checksum and any error, as
@@ -232,6 +245,9 @@ pub enum Command {
     /// Wait until the database is at a revision, as an init container: watch a
     /// SchemaMigration (--migration) or read the history table (--database-url).
     Wait(wait::WaitArgs),
+    /// Run another tool's migration command under schemaop's migration lock,
+    /// audited: `exec --tool alembic -- alembic upgrade head`.
+    Exec(exec::ExecArgs),
 }
 
 /// The global options each verb uses: its help lists only these. The others
@@ -249,6 +265,7 @@ fn options_used(verb: &str) -> Vec<&'static str> {
         "status" | "verify" | "plan" => &[OUTPUT, DATABASE, SOURCE],
         "current" | "history" => &[OUTPUT, DATABASE],
         "wait" => &[OUTPUT, DATABASE, &["dir"]],
+        "exec" => &[OUTPUT, DATABASE, &["lock_wait_timeout"]],
         "new" => &[&["dir", "output", "color", "log_level"]],
         // `crd` prints YAML; `run` has flags of its own.
         "crd" | "run" => &[],
@@ -488,10 +505,18 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     if let Command::Wait(args) = &cli.command {
         return wait::run(args, global, reporter).await;
     }
+    if let Command::Exec(args) = &cli.command {
+        return exec::run(args, global).await;
+    }
+    if let Command::Current { tool } = &cli.command
+        && tool.tool.is_some()
+    {
+        return tools::current(tool, global, reporter).await;
+    }
     let source = match &cli.command {
         // They read only the database: no folder is needed, and a broken
         // one must not hide what the database says.
-        Command::Current | Command::History { .. } => MigrationSource::default(),
+        Command::Current { .. } | Command::History { .. } => MigrationSource::default(),
         _ => {
             let source = MigrationSource::from_dir(&global.dir)?;
             if source.is_empty() && !global.allow_empty {
@@ -543,7 +568,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
                 .await?;
             reporter.run_report(&report);
         }
-        Command::Current => {
+        Command::Current { .. } => {
             let session = migrator.connect().await?;
             reporter.current(migrator.history(&session).await?.current());
         }
@@ -595,7 +620,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let detail = migrator.repair(repair).await?;
             reporter.repaired(&detail);
         }
-        Command::New(_) | Command::Crd | Command::Run(_) | Command::Wait(_) => {}
+        Command::New(_) | Command::Crd | Command::Run(_) | Command::Wait(_) | Command::Exec(_) => {}
     }
     Ok(exit::OK)
 }

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::CliError;
+use crate::adapters::ToolState;
 use crate::engine::status::{State, Status};
 use crate::engine::{Database, Event, History, Plan, RecordState, RunReport, Step, Version};
 
@@ -257,6 +258,25 @@ impl Reporter {
         match self.output {
             Output::Json => self.json(json!({ "version": current })),
             Output::Human => anstream::println!("{}", paint(CURRENT, &version_text(current))),
+        }
+    }
+
+    /// Another tool's current revision(s), from its own version table.
+    pub fn tool_current(&self, state: &ToolState) {
+        match self.output {
+            Output::Json => self.json(json!({
+                "tool": state.tool,
+                "table": state.table,
+                "exists": state.exists,
+                "current": state.current,
+                "needs_a_person": state.needs_a_person,
+            })),
+            Output::Human => {
+                println!("{}", state.current_text());
+                if let Some(problem) = &state.needs_a_person {
+                    eprintln!("warning: {problem}");
+                }
+            }
         }
     }
 

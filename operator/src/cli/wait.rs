@@ -28,7 +28,7 @@ use crate::engine::{Error, History, MigrationSource, Migrator, RecordState, Vers
 /// How often the history table is read in database mode: often enough that
 /// an app starts soon after its migration, rarely enough that a few hundred
 /// waiting pods do not load the database.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Progress lines are at most this frequent, so a long wait stays readable in
 /// a pod's log.
@@ -59,9 +59,14 @@ pub struct WaitArgs {
     pub namespace: Option<String>,
 
     /// Also require the current revision to be at least this version. In
-    /// database mode it defaults to the newest migration in --dir.
+    /// database mode it defaults to the newest migration in --dir. With
+    /// --tool, the tool's own revision: for Alembic, reached when it is a
+    /// current head or an ancestor of one.
     #[arg(long, value_name = "VERSION")]
-    pub revision: Option<Version>,
+    pub revision: Option<String>,
+
+    #[command(flatten)]
+    pub tool: super::tools::ToolArgs,
 
     /// Give up after this long; 0 waits for ever.
     #[arg(long, default_value = "10m", value_parser = duration::parse_duration)]
@@ -81,9 +86,26 @@ pub async fn run(
     global: &GlobalArgs,
     reporter: &Reporter,
 ) -> Result<u8, CliError> {
-    let outcome = match mode(args, global)? {
-        Mode::Kubernetes { name } => wait_for_migration(args, name).await,
-        Mode::Database => wait_for_database(args, global, reporter).await?,
+    let mode = mode(args, global)?;
+    if args.tool.tool.is_some() {
+        if mode != Mode::Database {
+            return Err(CliError::Usage(
+                "--tool reads the tool's version table: give --database-url (or DATABASE_URL), \
+                 not --migration"
+                    .into(),
+            ));
+        }
+        return super::tools::wait(args, global).await;
+    }
+    let revision = args
+        .revision
+        .as_deref()
+        .map(str::parse::<Version>)
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let outcome = match mode {
+        Mode::Kubernetes { name } => wait_for_migration(args, revision, name).await,
+        Mode::Database => wait_for_database(args, revision, global, reporter).await?,
     };
     Ok(outcome.report(reporter))
 }
@@ -287,7 +309,7 @@ impl Outcome {
 }
 
 /// Runs `wait` until it ends or `timeout` passes; zero waits for ever.
-async fn within<T>(timeout: Duration, wait: impl Future<Output = T>) -> Option<T> {
+pub(super) async fn within<T>(timeout: Duration, wait: impl Future<Output = T>) -> Option<T> {
     if timeout.is_zero() {
         Some(wait.await)
     } else {
@@ -297,16 +319,16 @@ async fn within<T>(timeout: Duration, wait: impl Future<Output = T>) -> Option<T
 
 /// Progress lines on stderr: the first at once, then at most one every
 /// [`PROGRESS_EVERY`].
-struct Progress {
+pub(super) struct Progress {
     last: Option<Instant>,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Progress { last: None }
     }
 
-    fn report(&mut self, line: &str) {
+    pub(super) fn report(&mut self, line: &str) {
         if self.last.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
             return;
         }
@@ -354,7 +376,7 @@ impl fmt::Display for Goal {
     }
 }
 
-async fn wait_for_migration(args: &WaitArgs, name: String) -> Outcome {
+async fn wait_for_migration(args: &WaitArgs, revision: Option<Version>, name: String) -> Outcome {
     let client = match Client::try_default().await {
         Ok(client) => client,
         Err(error) => {
@@ -378,7 +400,7 @@ async fn wait_for_migration(args: &WaitArgs, name: String) -> Outcome {
     let goal = Goal {
         name,
         namespace,
-        revision: args.revision,
+        revision,
     };
     let api = Api::namespaced(client, &goal.namespace);
     let mut seen = None;
@@ -522,16 +544,17 @@ fn refusal(error: &watcher::Error, goal: &Goal) -> Option<Outcome> {
 
 async fn wait_for_database(
     args: &WaitArgs,
+    revision: Option<Version>,
     global: &GlobalArgs,
     reporter: &Reporter,
 ) -> Result<Outcome, CliError> {
     // The folder is read only when it says what to wait for: an init
     // container given --revision need not carry the migrations.
-    let source = match args.revision {
+    let source = match revision {
         Some(_) => MigrationSource::default(),
         None => MigrationSource::from_dir(&global.dir)?,
     };
-    let Some(revision) = args.revision.or(source.latest()) else {
+    let Some(revision) = revision.or(source.latest()) else {
         return Err(CliError::Usage(format!(
             "{} holds no migration to wait for; give --revision, or --dir with the migrations",
             global.dir.display()

@@ -133,17 +133,65 @@ pub enum AuditAction {
     Down,
     Stamp,
     Repair,
+    /// Another tool's command, run under the migration lock by `schemaop exec`.
+    Exec,
 }
 
 impl AuditAction {
-    fn as_str(self) -> &'static str {
+    pub const ALL: [AuditAction; 5] = [
+        AuditAction::Up,
+        AuditAction::Down,
+        AuditAction::Stamp,
+        AuditAction::Repair,
+        AuditAction::Exec,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::Up => "up",
             AuditAction::Down => "down",
             AuditAction::Stamp => "stamp",
             AuditAction::Repair => "repair",
+            AuditAction::Exec => "exec",
         }
     }
+
+    /// The audit table's CHECK on `action`, every action listed.
+    fn check() -> String {
+        let actions: Vec<String> = AuditAction::ALL
+            .iter()
+            .map(|a| format!("'{}'", a.as_str()))
+            .collect();
+        format!("CHECK (action IN ({}))", actions.join(", "))
+    }
+}
+
+/// The audit table's columns for `schemaop exec`, added after the first
+/// release: a table made by an older schemaop gets them on the first exec.
+pub(crate) const EXEC_COLUMNS: [(&str, &str); 5] = [
+    ("tool", "text"),
+    ("command", "text"),
+    ("exit_code", "integer"),
+    ("revision_before", "text"),
+    ("revision_after", "text"),
+];
+
+/// One `schemaop exec`, as its audit entry records it. Every text is
+/// already free of secrets: the command line is redacted by the caller.
+pub struct ExecAuditEntry<'a> {
+    pub actor: &'a str,
+    pub tool: &'a str,
+    /// The command line, any password in it replaced.
+    pub command: &'a str,
+    pub duration_ms: i64,
+    pub succeeded: bool,
+    /// The child's exit code, 128+N for a child killed by signal N; `None`
+    /// when it could not be started.
+    pub exit_code: Option<i32>,
+    pub revision_before: Option<&'a str>,
+    pub revision_after: Option<&'a str>,
+    /// How it ended, in words: `exited with 3`, `killed by signal 9`.
+    pub detail: &'a str,
 }
 
 /// One audit entry, as the engine writes it.
@@ -293,16 +341,88 @@ impl HistoryTable {
                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  \
                at timestamptz NOT NULL DEFAULT now(),\n  \
                actor text NOT NULL,\n  \
-               action text NOT NULL CHECK (action IN ('up', 'down', 'stamp', 'repair')),\n  \
+               action text NOT NULL {action_check},\n  \
                version bigint,\n  \
                description text NOT NULL,\n  \
                duration_ms bigint NOT NULL,\n  \
                outcome text NOT NULL CHECK (outcome IN ('succeeded', 'failed')),\n  \
-               detail text\n\
+               detail text,\n  \
+               {exec_columns}\n\
              );\n\
              COMMIT;\n",
             state = self.state(),
             audit = self.audit(),
+            action_check = AuditAction::check(),
+            exec_columns = EXEC_COLUMNS
+                .iter()
+                .map(|(name, kind)| format!("{name} {kind}"))
+                .collect::<Vec<_>>()
+                .join(",\n  "),
+        )
+    }
+
+    /// What an audit table made by an older schemaop lacks, in one row: the
+    /// number of [`EXEC_COLUMNS`] it has, and the names of the CHECK
+    /// constraints on `action` that do not allow every action yet.
+    pub fn audit_shape_sql(&self) -> String {
+        let names: Vec<String> = EXEC_COLUMNS
+            .iter()
+            .map(|(name, _)| quote_literal(name))
+            .collect();
+        let audit = quote_literal(&self.audit());
+        format!(
+            "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = {audit}::regclass                AND NOT attisdropped AND attname IN ({names})),              (SELECT coalesce(string_agg(c.conname, ',' ORDER BY c.conname), '')                FROM pg_constraint c JOIN pg_attribute a                  ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)                WHERE c.conrelid = {audit}::regclass AND c.contype = 'c'                  AND a.attname = 'action' AND pg_get_constraintdef(c.oid) NOT LIKE '%''exec''%')",
+            names = names.join(", "),
+        )
+    }
+
+    /// Brings an audit table made by an older schemaop up to this one, in
+    /// one transaction: the exec columns, and `action` CHECKs (named in
+    /// `stale_checks`, as [`Self::audit_shape_sql`] found them) that allow
+    /// every action. Idempotent; run under the migration lock.
+    pub fn upgrade_audit_script(&self, stale_checks: &[&str]) -> String {
+        let audit = self.audit();
+        let columns: Vec<String> = EXEC_COLUMNS
+            .iter()
+            .map(|(name, kind)| format!("ADD COLUMN IF NOT EXISTS {name} {kind}"))
+            .collect();
+        let mut script = format!("BEGIN;\nALTER TABLE {audit} {};\n", columns.join(", "));
+        for name in stale_checks {
+            let name = quote_ident(name);
+            script.push_str(&format!(
+                "ALTER TABLE {audit} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} {};\n",
+                AuditAction::check()
+            ));
+        }
+        script.push_str("COMMIT;\n");
+        script
+    }
+
+    /// Records one `schemaop exec`.
+    pub fn insert_exec_audit(&self, entry: &ExecAuditEntry<'_>) -> String {
+        let text = |v: Option<&str>| v.map_or_else(|| "NULL".to_string(), quote_literal);
+        format!(
+            "INSERT INTO {} (actor, action, description, duration_ms, outcome, detail, \
+             tool, command, exit_code, revision_before, revision_after) \
+             VALUES ({}, '{}', {}, {}, '{}', {}, {}, {}, {}, {}, {});\n",
+            self.audit(),
+            quote_literal(entry.actor),
+            AuditAction::Exec.as_str(),
+            quote_literal(entry.command),
+            entry.duration_ms,
+            if entry.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            quote_literal(entry.detail),
+            quote_literal(entry.tool),
+            quote_literal(entry.command),
+            entry
+                .exit_code
+                .map_or_else(|| "NULL".to_string(), |c| c.to_string()),
+            text(entry.revision_before),
+            text(entry.revision_after),
         )
     }
 
@@ -508,6 +628,40 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("\"t; DROP TABLE x_audit\""), "{script}");
+    }
+
+    #[test]
+    fn a_new_audit_table_takes_exec_entries() {
+        let script = HistoryTable::default().create_script(false);
+        assert!(
+            script.contains("CHECK (action IN ('up', 'down', 'stamp', 'repair', 'exec'))"),
+            "{script}"
+        );
+        for (column, _) in EXEC_COLUMNS {
+            assert!(script.contains(&format!("{column} ")), "{column}: {script}");
+        }
+    }
+
+    #[test]
+    fn an_old_audit_table_is_upgraded_in_one_transaction() {
+        let table = HistoryTable::default();
+        let script = table.upgrade_audit_script(&["schemaop_migrations_audit_action_check"]);
+        assert!(
+            script.starts_with("BEGIN;\n") && script.ends_with("COMMIT;\n"),
+            "{script}"
+        );
+        assert!(
+            script.contains("ADD COLUMN IF NOT EXISTS revision_after text"),
+            "{script}"
+        );
+        assert!(
+            script.contains(
+                "DROP CONSTRAINT \"schemaop_migrations_audit_action_check\", ADD CONSTRAINT \
+                 \"schemaop_migrations_audit_action_check\" CHECK (action IN ('up', 'down', \
+                 'stamp', 'repair', 'exec'))"
+            ),
+            "{script}"
+        );
     }
 
     #[test]

@@ -468,8 +468,50 @@ impl<'s> Migrator<'s> {
         watchdog::guard(&self.database, session, &self.options.session, work).await
     }
 
-    fn lock_key(&self) -> i64 {
+    /// The migration lock's key: the same for every runner of this history
+    /// in this database, `schemaop exec` included.
+    pub fn lock_key(&self) -> i64 {
         self.options.history.lock_key(self.database.name())
+    }
+
+    /// Makes sure the history tables exist and that the audit log takes
+    /// every action of this version, as a run does before its first step.
+    /// A table made by an older schemaop gets the columns it lacks. Call it
+    /// with the migration lock held.
+    pub async fn ensure_tables(&self, session: &Session) -> Result<()> {
+        if !self.history(session).await?.exists {
+            return self.create_tables(session).await;
+        }
+        let table = &self.options.history;
+        let rows = session
+            .client
+            .simple_query(&table.audit_shape_sql())
+            .await
+            .map_err(|e| database_error("looking at the audit table", &e))?;
+        let row = rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some((
+                row.get(0)
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0),
+                row.get(1).unwrap_or("").to_string(),
+            )),
+            _ => None,
+        });
+        let (columns, stale) = row.unwrap_or_default();
+        let stale: Vec<&str> = stale.split(',').filter(|n| !n.is_empty()).collect();
+        if columns == super::history::EXEC_COLUMNS.len() && stale.is_empty() {
+            return Ok(());
+        }
+        let result = session
+            .execute(
+                &table.upgrade_audit_script(&stale),
+                "adding the exec columns to the audit table",
+            )
+            .await;
+        if result.is_err() {
+            let _ = session.client.batch_execute("ROLLBACK").await;
+        }
+        result
     }
 
     async fn lock(
