@@ -42,7 +42,7 @@ use super::{Context, ControllerConfig, Result};
 use crate::crd::conditions::{self, ConditionStatus};
 use crate::crd::{
     self, ConfigMapRef, RunPhase, SchemaMigration, SchemaMigrationSpec, SchemaMigrationStatus,
-    SecretKeyRef, TargetRevision,
+    SecretKeyRef,
 };
 use crate::engine::{Database, Direction, MigrationSource, Migrator, MigratorOptions, Target};
 
@@ -74,8 +74,9 @@ pub fn schema_migration() -> SchemaMigrationBuilder {
             name: URL_SECRET.into(),
             key: URL_KEY.into(),
         }),
-        source: crd::Source::Inline(BTreeMap::new()),
-        target_revision: TargetRevision::Latest,
+        source: Some(crd::Source::Inline(BTreeMap::new())),
+        job: None,
+        target_revision: "latest".into(),
         allow_downgrade: false,
         allow_out_of_order: false,
         history: crd::History::default(),
@@ -123,7 +124,7 @@ impl SchemaMigrationBuilder {
         let files = files
             .iter()
             .map(|(name, sql)| (name.to_string(), sql.to_string()));
-        self.0.spec.source = crd::Source::Inline(files.collect());
+        self.0.spec.source = Some(crd::Source::Inline(files.collect()));
         self
     }
 
@@ -132,13 +133,13 @@ impl SchemaMigrationBuilder {
         let refs = names.iter().map(|name| ConfigMapRef {
             name: name.to_string(),
         });
-        self.0.spec.source = crd::Source::ConfigMapRefs(refs.collect());
+        self.0.spec.source = Some(crd::Source::ConfigMapRefs(refs.collect()));
         self
     }
 
     /// `spec.targetRevision`, as written in a manifest: `latest` or a version.
     pub fn target(mut self, revision: &str) -> Self {
-        self.0.spec.target_revision = revision.parse().expect("a valid targetRevision");
+        self.0.spec.target_revision = revision.into();
         self
     }
 

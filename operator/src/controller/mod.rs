@@ -250,8 +250,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             config_maps,
             watcher::Config::default(),
             referencing(store.clone(), |spec, name| match &spec.source {
-                crd::Source::ConfigMapRefs(refs) => refs.iter().any(|r| r.name == name),
-                crd::Source::Inline(_) => false,
+                Some(crd::Source::ConfigMapRefs(refs)) => refs.iter().any(|r| r.name == name),
+                Some(crd::Source::Inline(_)) | None => false,
             }),
         )
         .watches(
