@@ -60,6 +60,8 @@ pub const URL_KEY: &str = "url";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the runs a scenario started may take to end.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The operator's image, as `--job-wrapper-image` gives it.
+pub const WRAPPER_IMAGE: &str = "registry.example.com/schemaop:0.1.0";
 /// This replica's identity, as the controller reports it.
 pub const IDENTITY: &str = "schemaop-test-0";
 
@@ -137,6 +139,23 @@ impl SchemaMigrationBuilder {
         self
     }
 
+    /// The migrations are the app's own, run as a Job: no SQL source.
+    pub fn job(mut self, job: crd::JobSource) -> Self {
+        self.0.spec.source = None;
+        self.0.spec.job = Some(job);
+        self
+    }
+
+    /// An annotation, such as `schemaop.dev/retry`.
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
+        self
+    }
+
     /// `spec.targetRevision`, as written in a manifest: `latest` or a version.
     pub fn target(mut self, revision: &str) -> Self {
         self.0.spec.target_revision = revision.into();
@@ -175,6 +194,16 @@ impl SchemaMigrationBuilder {
     pub fn build(self) -> SchemaMigration {
         self.0
     }
+}
+
+/// `spec.job` for an Alembic app: `alembic upgrade head` from its image.
+pub fn alembic_job() -> crd::JobSource {
+    serde_json::from_value(json!({
+        "image": "registry.example.com/getanswers-backend:1.4.2",
+        "command": ["alembic", "upgrade", "head"],
+        "tool": "alembic",
+    }))
+    .expect("a valid spec.job")
 }
 
 /// A Secret in [`NAMESPACE`] with these keys, stored as `data`.
@@ -1033,6 +1062,9 @@ impl Harness {
             watch_namespace: None,
             max_concurrent_runs: 2,
             identity: IDENTITY.into(),
+            job: super::job::JobSettings {
+                wrapper_image: Some(WRAPPER_IMAGE.into()),
+            },
         };
         Harness {
             ctx: Context::new(client, config, Arc::new(Metrics::new())),

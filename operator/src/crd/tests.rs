@@ -1060,6 +1060,8 @@ fn status_written_by_the_operator_fits_the_schema() {
                 application_name: Some("psql".into()),
                 since: Some(at),
             }),
+            job: Some("app-db-0123456789".into()),
+            pod_phase: Some("Running".into()),
         }),
         ..Default::default()
     };
