@@ -23,7 +23,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -267,6 +268,14 @@ enum Expected {
     GetConfigMap(String),
     PatchStatus(StatusIs),
     CreateEvent(EventIs),
+    /// Any other request, checked whole: method, path, query (decoded), and
+    /// when given, the JSON body exactly.
+    Call {
+        method: Method,
+        path: String,
+        query: Vec<(String, String)>,
+        body: Option<Value>,
+    },
 }
 
 enum Answer {
@@ -280,6 +289,8 @@ enum Answer {
     Created,
     /// This HTTP status with a Status body.
     Error(u16),
+    /// `200` with this text, as `pods/log` answers.
+    Text(String),
 }
 
 impl Expect {
@@ -318,6 +329,117 @@ impl Expect {
     /// A new Event on the SchemaMigration.
     pub fn event(event: EventIs) -> Expect {
         Expect::new(Expected::CreateEvent(event), Answer::Created)
+    }
+
+    /// `GET` of the Jobs labelled as this SchemaMigration's, answered with
+    /// `jobs`.
+    pub fn list_jobs(jobs: &[Job]) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
+            &[(
+                "labelSelector",
+                &format!("schemaop.dev/schemamigration={NAME}"),
+            )],
+            None,
+            Answer::Object(json!({
+                "apiVersion": "batch/v1",
+                "kind": "JobList",
+                "metadata": {"resourceVersion": "700"},
+                "items": jobs,
+            })),
+        )
+    }
+
+    /// `POST` of exactly `job`; answered with it as created.
+    pub fn create_job(job: &Job) -> Expect {
+        Expect::call(
+            Method::POST,
+            format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
+            &[],
+            Some(serde_json::to_value(job).expect("a Job serializes")),
+            Answer::Created,
+        )
+    }
+
+    /// `GET` of `job` by name, answered with it.
+    pub fn get_job(job: &Job) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!(
+                "/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{}",
+                job.name_any()
+            ),
+            &[],
+            None,
+            Answer::Object(serde_json::to_value(job).expect("a Job serializes")),
+        )
+    }
+
+    /// `DELETE` of the Job `name` with this propagation policy.
+    pub fn delete_job(name: &str, propagation: &str) -> Expect {
+        Expect::call(
+            Method::DELETE,
+            format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}"),
+            &[],
+            Some(json!({"propagationPolicy": propagation})),
+            Answer::Object(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            })),
+        )
+    }
+
+    /// `GET` of the pods of the Job `job`, answered with `pods`.
+    pub fn list_pods(job: &str, pods: &[Pod]) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+            &[(
+                "labelSelector",
+                &format!("batch.kubernetes.io/job-name={job}"),
+            )],
+            None,
+            Answer::Object(json!({
+                "apiVersion": "v1",
+                "kind": "PodList",
+                "metadata": {"resourceVersion": "800"},
+                "items": pods,
+            })),
+        )
+    }
+
+    /// `GET` of the last 20 lines of `pod`'s `migrate` container, answered
+    /// with `log`.
+    pub fn pod_log(pod: &str, log: &str) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!("/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log"),
+            &[("container", "migrate"), ("tailLines", "20")],
+            None,
+            Answer::Text(log.into()),
+        )
+    }
+
+    fn call(
+        method: Method,
+        path: String,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+        answer: Answer,
+    ) -> Expect {
+        let query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Expect::new(
+            Expected::Call {
+                method,
+                path,
+                query,
+                body,
+            },
+            answer,
+        )
     }
 
     /// The request as expected, but the API server fails it with this HTTP
@@ -391,6 +513,7 @@ impl fmt::Display for Expected {
             Expected::GetConfigMap(name) => write!(f, "GET ConfigMap {name:?}"),
             Expected::PatchStatus(status) => write!(f, "PATCH status {status}"),
             Expected::CreateEvent(event) => write!(f, "POST Event {event}"),
+            Expected::Call { method, path, .. } => write!(f, "{method} {path}"),
         }
     }
 }
@@ -411,6 +534,7 @@ pub struct StatusIs {
     run_phase: Option<Option<RunPhase>>,
     attempt: Option<i32>,
     migration: Option<i64>,
+    job: Option<(String, Option<&'static str>)>,
 }
 
 impl StatusIs {
@@ -482,6 +606,12 @@ impl StatusIs {
         self
     }
 
+    /// `run.job` and `run.podPhase`: the Job of `spec.job`, and its pod's phase.
+    pub fn job(mut self, name: impl Into<String>, pod_phase: Option<&'static str>) -> StatusIs {
+        self.job = Some((name.into(), pod_phase));
+        self
+    }
+
     fn new(ready: bool, reconciling: bool, stalled: bool, reason: &'static str) -> StatusIs {
         StatusIs {
             ready,
@@ -495,6 +625,7 @@ impl StatusIs {
             run_phase: None,
             attempt: None,
             migration: None,
+            job: None,
         }
     }
 
@@ -572,6 +703,18 @@ impl StatusIs {
         if let Some(version) = self.migration {
             let migrating = run.and_then(|r| r.migration.as_ref()).map(|m| m.version);
             assert_eq!(migrating, Some(version), "{at}: run.migration.version");
+        }
+        if let Some((job, pod_phase)) = &self.job {
+            assert_eq!(
+                run.and_then(|r| r.job.as_deref()),
+                Some(job.as_str()),
+                "{at}: run.job"
+            );
+            assert_eq!(
+                run.and_then(|r| r.pod_phase.as_deref()),
+                *pod_phase,
+                "{at}: run.podPhase"
+            );
         }
     }
 }
@@ -983,9 +1126,47 @@ impl ApiServerVerifier {
                 assert_eq!(event["kind"], "Event", "{at}");
                 want.check(&event, &self.object, at);
             }
+            Expected::Call {
+                method,
+                path,
+                query,
+                body,
+            } => {
+                assert_eq!(&seen.method, method, "{at}");
+                assert_eq!(&seen.path, path, "{at}");
+                let mut decoded: Vec<(String, String)> = seen
+                    .query
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                        (k.clone(), v.into_owned())
+                    })
+                    .collect();
+                decoded.sort();
+                let mut query = query.clone();
+                query.sort();
+                assert_eq!(decoded, query, "{at}: the query");
+                if let Some(body) = body {
+                    let sent = seen.json();
+                    // A DELETE's body says more (kind, apiVersion): only
+                    // what the expectation names must match there.
+                    if *method == Method::DELETE {
+                        for (key, value) in body.as_object().expect("an object") {
+                            assert_eq!(&sent[key], value, "{at}: {key} in {sent}");
+                        }
+                    } else {
+                        assert_eq!(&sent, body, "{at}: the body");
+                    }
+                }
+            }
         }
         match &expect.answer {
             Answer::Object(object) => json_response(StatusCode::OK, object),
+            Answer::Text(text) => Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(text.clone().into_bytes()))
+                .expect("a valid response"),
             Answer::NotFound => {
                 let (kind, name) = match &expect.request {
                     Expected::GetSecret(name) => ("secrets", name),
@@ -1283,6 +1464,15 @@ impl TestDb {
             )
             .await
             .unwrap_or_else(|e| panic!("migrating the test database: {e}"));
+    }
+
+    /// Runs `sql` in this database as the admin, as another tool would.
+    pub async fn execute(&self, sql: &str) {
+        connect(&self.url)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// The versions in the history table, oldest first.

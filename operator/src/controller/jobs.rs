@@ -70,20 +70,23 @@ pub async fn reconcile(
                 return Ok(Action::await_change());
             }
             let job = match jobs.create(&PostParams::default(), &desired).await {
-                Ok(created) => created,
-                // Another leader made it first: the same name is the same spec.
+                Ok(created) => {
+                    report::event(
+                        &ctx.recorder,
+                        obj,
+                        false,
+                        "JobCreated",
+                        "Migrate",
+                        format!("created Job {name} to run the migration command"),
+                    )
+                    .await;
+                    created
+                }
+                // Another leader made it first: the same name is the same
+                // spec, so it is adopted as it is.
                 Err(kube::Error::Api(e)) if e.code == 409 => jobs.get(&name).await?,
                 Err(e) => return Err(e.into()),
             };
-            report::event(
-                &ctx.recorder,
-                obj,
-                false,
-                "JobCreated",
-                "Migrate",
-                format!("Job {name} runs the migration command"),
-            )
-            .await;
             running(obj, ctx, &job).await
         }
         Step::Running => {

@@ -8,6 +8,8 @@ mod error;
 pub(crate) mod fixtures;
 pub mod inputs;
 pub mod job;
+#[cfg(test)]
+mod job_scenarios;
 mod jobs;
 pub mod metrics;
 pub mod report;
