@@ -259,8 +259,42 @@ async fn a_failed_job_stalls_with_its_log_tail_and_no_password() {
     let (action, _) = harness
         .reconcile(vec![
             Expect::get_secret(&url_secret(URL)),
-            Expect::list_jobs(&[failed_job]),
+            Expect::list_jobs(std::slice::from_ref(&failed_job)),
         ])
+        .await;
+    assert_eq!(action.expect("a reconcile"), Action::requeue(RECHECK));
+
+    // A change to a field the Job does not use runs nothing new, but the
+    // new generation is observed, still Stalled.
+    harness.edit_spec(|spec| spec.allow_downgrade = true);
+    let (action, _) = harness
+        .reconcile(vec![
+            Expect::get_secret(&url_secret(URL)),
+            Expect::list_jobs(&[failed_job]),
+            Expect::status(
+                StatusIs::stalled("JobFailed")
+                    .saying(format!("Job {name} failed"))
+                    .job(name.clone(), None),
+            ),
+        ])
+        .await;
+    assert_eq!(action.expect("a reconcile"), Action::requeue(RECHECK));
+}
+
+#[tokio::test]
+async fn a_suspended_job_spec_starts_no_job() {
+    let obj = schema_migration()
+        .job(alembic_job())
+        .target("head")
+        .suspend()
+        .build();
+    let mut harness = Harness::new(obj);
+
+    // Not even the Jobs are listed.
+    let (action, _) = harness
+        .reconcile(vec![Expect::status(
+            StatusIs::idle("Suspended").saying("set spec.suspend to false"),
+        )])
         .await;
     assert_eq!(action.expect("a reconcile"), Action::requeue(RECHECK));
 }

@@ -114,7 +114,26 @@ pub async fn reconcile(
             let run = run.cloned().unwrap_or_default();
             succeeded(obj, ctx, source, database, run, retry_after).await
         }
-        Step::Recorded(_) => Ok(Action::requeue(RECHECK)),
+        Step::Recorded(_) => {
+            // Reported already; a spec change that runs nothing new (a
+            // field the Job does not use) is still observed.
+            let stalled = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.condition(crate::crd::conditions::STALLED))
+                .filter(|c| c.is_true());
+            if let Some(stalled) = stalled {
+                let verdict = Verdict {
+                    ready: false,
+                    reconciling: false,
+                    stalled: true,
+                    reason: stalled.reason.clone(),
+                    message: stalled.message.clone(),
+                };
+                write(obj, ctx, &verdict, run.cloned(), None).await?;
+            }
+            Ok(Action::requeue(RECHECK))
+        }
         Step::Failed { reason, message } => {
             let job = ours
                 .iter()
