@@ -180,6 +180,20 @@ async fn lock_is_held(db: &TestDb) -> bool {
         == Some("t")
 }
 
+/// Whether `pid` runs (a zombie waiting to be reaped has stopped).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
 fn signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a process this test started.
     let sent = unsafe { libc::kill(pid as i32, signal) };
@@ -418,14 +432,15 @@ async fn a_command_that_does_not_exist_exits_127_and_is_audited() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_to_schemaop_reaches_the_command() {
+/// Sends `sig` to a running `schemaop exec` and checks that the command got
+/// it and that its exit code came back.
+async fn signal_reaches_the_command(sig: i32, name: &str) {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready");
     let got = dir.path().join("got");
     let script = format!(
-        "trap 'echo TERM > {got}; exit 143' TERM; echo $$ > {ready}; \
+        "trap 'echo {name} > {got}; exit 143' {name}; echo $$ > {ready}; \
          while :; do sleep 0.1; done",
         got = got.display(),
         ready = ready.display()
@@ -434,15 +449,26 @@ async fn sigterm_to_schemaop_reaches_the_command() {
         .spawn()
         .unwrap();
     wait_for_file(&ready, Duration::from_secs(30)).await;
-    signal(exec.id().unwrap(), libc::SIGTERM);
+    signal(exec.id().unwrap(), sig);
     let status = tokio::time::timeout(HANG_GUARD, exec.wait())
         .await
-        .expect("exec ends after SIGTERM")
+        .expect("exec ends after the signal")
         .unwrap();
-    assert_eq!(std::fs::read_to_string(&got).unwrap(), "TERM\n");
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), format!("{name}\n"));
     assert_eq!(status.code(), Some(143));
     let audit = exec_audit(&db).await;
     assert!(audit[0].contains("|failed|143|"), "{audit:#?}");
+}
+
+#[tokio::test]
+async fn sigterm_to_schemaop_reaches_the_command() {
+    signal_reaches_the_command(libc::SIGTERM, "TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_to_schemaop_reaches_the_command() {
+    // Not from a terminal (stdin is not one here): schemaop passes it on.
+    signal_reaches_the_command(libc::SIGINT, "INT").await;
 }
 
 #[tokio::test]
@@ -482,10 +508,18 @@ async fn a_killed_exec_frees_the_lock_and_a_waiting_one_names_the_holder() {
         "nothing ran, nothing audited"
     );
 
-    // SIGKILL: schemaop cannot clean up; its session's end frees the lock.
+    // SIGKILL: schemaop cannot clean up; its session's end frees the lock,
+    // and the kernel stops the command, which must not go on unlocked.
     signal(holder.id().unwrap(), libc::SIGKILL);
     holder.wait().await.unwrap();
-    signal(child_pid, libc::SIGKILL);
+    let started = Instant::now();
+    while is_running(child_pid) {
+        if started.elapsed() > Duration::from_secs(10) {
+            signal(child_pid, libc::SIGKILL);
+            panic!("the command (pid {child_pid}) outlived the killed schemaop");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let next = run(schemaop(
         &db,
         &["exec", "--lock-wait-timeout", "10s", "--", "true"],

@@ -6,7 +6,7 @@
 //! replicas starting at once run it one after the other. It is a
 //! session-level advisory lock on schemaop's own connection, kept alive by
 //! the engine's watchdog while the child runs: if schemaop dies, the server
-//! frees it with the session.
+//! frees it with the session, and the kernel sends the child SIGTERM.
 //!
 //! The child gets stdin, stdout, stderr and the environment untouched
 //! (`DATABASE_URL` as the app wrote it, `+asyncpg` and all); schemaop speaks
@@ -98,15 +98,25 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
 
     // Forwarding is set up before the child exists: a SIGTERM between the
     // two must not end schemaop and leave the child running unlocked.
-    let mut signals = Signals::new()
-        .map_err(|e| CliError::Usage(format!("cannot listen for SIGTERM and SIGINT: {e}")))?;
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!(
+                "error: cannot listen for SIGTERM and SIGINT to pass them on: {error}; the \
+                 command was not started"
+            );
+            return Ok(exit::FAILED);
+        }
+    };
     let started = Instant::now();
-    let spawned = Command::new(&args.command[0])
+    let mut command = Command::new(&args.command[0]);
+    command
         .args(&args.command[1..])
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn();
+        .stderr(Stdio::inherit());
+    stop_with_parent(&mut command);
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
@@ -116,13 +126,13 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
             };
             let detail = format!(
                 "could not start {:?}: {error}; check that it is installed and on PATH",
-                args.command[0]
+                redact::secrets_in(&args.command[0])
             );
             eprintln!("schemaop: {detail}");
             let entry = Audit {
                 tool,
                 command: &command_line,
-                started,
+                duration: started.elapsed(),
                 exit_code: None,
                 succeeded: false,
                 detail: &detail,
@@ -162,7 +172,7 @@ pub async fn run(args: &ExecArgs, global: &GlobalArgs) -> Result<u8, CliError> {
     let entry = Audit {
         tool,
         command: &command_line,
-        started,
+        duration,
         exit_code: Some(exit_code),
         succeeded: exit_code == 0,
         detail: &detail,
@@ -208,7 +218,8 @@ async fn lost_lock(child: &mut Child, signals: &mut Signals, error: Error) -> Cl
 struct Audit<'a> {
     tool: Tool,
     command: &'a str,
-    started: Instant,
+    /// How long the command ran.
+    duration: Duration,
     exit_code: Option<i32>,
     succeeded: bool,
     detail: &'a str,
@@ -228,7 +239,7 @@ impl Audit<'_> {
                 actor,
                 tool: self.tool.name(),
                 command: self.command,
-                duration_ms: self.started.elapsed().as_millis() as i64,
+                duration_ms: self.duration.as_millis() as i64,
                 succeeded: self.succeeded,
                 exit_code: self.exit_code,
                 revision_before: before.as_deref(),
@@ -338,6 +349,34 @@ impl Signals {
             libc::kill(pid, signal);
         }
     }
+}
+
+/// A schemaop that is killed (SIGKILL, the OOM killer) loses its session,
+/// and with it the lock: the command must not go on unlocked. On Linux the
+/// kernel sends it SIGTERM when schemaop dies (`PR_SET_PDEATHSIG`), as it
+/// would get from a stopping container. exec runs on a one-thread runtime,
+/// so the thread that spawns the command lives as long as schemaop.
+fn stop_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid before the fork; prctl, getppid and raise are
+        // async-signal-safe, as the code between fork and exec must be.
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // schemaop died before the line above: nobody will send it.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// Whether schemaop is in the foreground process group of the terminal on
