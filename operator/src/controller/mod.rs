@@ -101,7 +101,9 @@ pub async fn reconcile(obj: Arc<SchemaMigration>, ctx: Arc<Context>) -> Result<A
         return report(&obj, &ctx, &Finding::Suspended, retry_after).await;
     }
     if let Some(source) = &obj.spec.job {
-        // The app's own tool, in a Job: nothing below applies.
+        // The app's own tool, in a Job: nothing below applies, and a SQL run
+        // of an earlier spec stops.
+        ctx.runs.cancel(&key);
         return jobs::reconcile(&obj, &ctx, source, retry_after).await;
     }
     // A run writes its own progress, and its last status write brings the
