@@ -220,7 +220,8 @@ async fn a_failed_job_stalls_with_its_log_tail_and_no_password() {
     let log = format!(
         "INFO  [alembic.runtime.migration] Running upgrade  -> 001_initial_schema\n\
          sqlalchemy.exc.ProgrammingError: relation \"plans\" already exists\n\
-         while connected to {URL}\n"
+         while connected to {URL}\n\
+         env: PGPASSWORD is {PASSWORD}\n"
     );
     let mut harness = Harness::new(obj);
 
@@ -242,6 +243,7 @@ async fn a_failed_job_stalls_with_its_log_tail_and_no_password() {
                     .saying(format!("Job {name} failed (BackoffLimitExceeded"))
                     .saying("relation \"plans\" already exists")
                     .saying("postgresql+asyncpg://app:***@db.apps.svc:5432/app")
+                    .saying("env: PGPASSWORD is ***")
                     .run(RunPhase::Failed)
                     .attempt(6)
                     .job(name.clone(), None),

@@ -139,7 +139,11 @@ pub async fn reconcile(
                 .iter()
                 .find(|j| j.name_any() == name)
                 .expect("step found it");
-            let log = failed_log(ctx, &namespace, &name).await;
+            // The password as it is, wherever the tool printed it; the URL
+            // forms are hidden again in the tail, whatever password they hold.
+            let log = failed_log(ctx, &namespace, &name)
+                .await
+                .map(|text| database.hide_password(&text));
             let verdict = Verdict {
                 ready: false,
                 reconciling: false,
