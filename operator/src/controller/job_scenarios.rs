@@ -212,6 +212,52 @@ async fn a_succeeded_job_makes_it_ready_at_the_revision_alembic_recorded() {
 }
 
 #[tokio::test]
+async fn a_succeeded_job_is_recorded_even_when_the_database_cannot_be_read_then() {
+    // Nothing listens on port 1.
+    let unreachable = url_secret("postgres://app:s3cr3t-job-pw@127.0.0.1:1/app");
+    let obj = alembic();
+    let job = desired(&obj);
+    let name = job.name_any();
+    let mut harness = Harness::new(obj);
+
+    let (action, transcript) = harness
+        .reconcile(vec![
+            Expect::get_secret(&unreachable),
+            Expect::list_jobs(&[succeeded(&job)]),
+            // Retrying the reading, with the run recorded as succeeded...
+            Expect::status(
+                StatusIs::reconciling("DatabaseUnreachable")
+                    .saying("retrying")
+                    .run(RunPhase::Succeeded)
+                    .job(name.clone(), None),
+            ),
+            Expect::delete_job(&name, "Background"),
+        ])
+        .await;
+    assert_eq!(
+        action.expect("a reconcile"),
+        Action::requeue(Duration::from_secs(10))
+    );
+    assert_eq!(
+        places_mentioning(PASSWORD, &transcript.writings()),
+        Vec::<String>::new()
+    );
+
+    // ...so that with the Job gone, nothing runs again: the next look only
+    // tries the reading again.
+    let (action, _) = harness
+        .reconcile(vec![
+            Expect::get_secret(&unreachable),
+            Expect::list_jobs(&[]),
+        ])
+        .await;
+    assert_eq!(
+        action.expect("a reconcile"),
+        Action::requeue(Duration::from_secs(10))
+    );
+}
+
+#[tokio::test]
 async fn a_failed_job_stalls_with_its_log_tail_and_no_password() {
     let obj = alembic();
     let job = desired(&obj);

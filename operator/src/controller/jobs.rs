@@ -103,7 +103,7 @@ pub async fn reconcile(
                 .expect("step found it");
             let run = run_of(job, RunPhase::Succeeded, None);
             let action = succeeded(obj, ctx, source, database, run, retry_after).await?;
-            // The database shows the revision: the Job has done its work. Older
+            // The status records the success: the Job has done its work. Older
             // finished Jobs, failed ones kept for inspection among them, go too.
             for done in &cleanup {
                 delete_job(&jobs, done, &DeleteParams::background()).await?;
@@ -229,8 +229,19 @@ async fn succeeded(
     let state = match read_tool(database, source).await {
         Ok(state) => state,
         Err(error) => {
-            return super::report(obj, ctx, &Finding::DatabaseUnavailable(&error), retry_after)
-                .await;
+            // The run is recorded as succeeded all the same, so the Job is
+            // never run again for want of a reading; the next look reads again.
+            let finding = Finding::DatabaseUnavailable(&error);
+            let (verdict, _) = decide::decide(&finding, retry_after);
+            if !verdict.reconciling {
+                ctx.metrics.reconcile_failed(&verdict.reason);
+            }
+            write(obj, ctx, &verdict, Some(run), None).await?;
+            return Ok(Action::requeue(if verdict.reconciling {
+                retry_after
+            } else {
+                RECHECK
+            }));
         }
     };
     let job = run.job.clone().unwrap_or_default();
