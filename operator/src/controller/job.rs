@@ -263,10 +263,17 @@ pub fn build(obj: &SchemaMigration, source: &JobSource, settings: &JobSettings) 
 
 /// A hash of everything the Job runs: image, command, arguments, target,
 /// tool, wrapper, environment, pod settings, retries and deadline; and the
-/// retry annotation, so that asking for a retry makes a new Job.
+/// retry annotation, so that asking for a retry makes a new Job. Not the
+/// wrapper's image: upgrading the operator must not run migrations again.
 fn hash(spec: &JobSpec, retry: &str) -> String {
+    let mut spec = spec.clone();
+    if let Some(pod) = spec.template.spec.as_mut() {
+        for init in pod.init_containers.iter_mut().flatten() {
+            init.image = None;
+        }
+    }
     let mut hash = Sha256::new();
-    hash.update(serde_json::to_vec(spec).expect("a JobSpec serializes"));
+    hash.update(serde_json::to_vec(&spec).expect("a JobSpec serializes"));
     hash.update([0]);
     hash.update(retry.as_bytes());
     hash.finalize()

@@ -187,6 +187,14 @@ fn the_name_is_stable_for_a_spec_and_changes_with_what_it_runs() {
         ),
         base
     );
+    // Nor is the operator's own image: an upgrade of the operator runs
+    // nothing again.
+    let upgraded = JobSettings {
+        wrapper_image: Some("registry.example.com/schemaop:0.2.0".into()),
+    };
+    let obj = alembic();
+    let job = build(&obj, obj.spec.job.as_ref().unwrap(), &upgraded).unwrap();
+    assert_eq!(job.name_any(), base);
     let mut changed = vec![];
     let mut other = alembic_job();
     other.image = "registry.example.com/getanswers-backend:1.4.3".into();
