@@ -221,7 +221,7 @@ pub fn build(obj: &SchemaMigration, source: &JobSource, settings: &JobSettings) 
             "app.kubernetes.io/managed-by".to_string(),
             "schemaop".to_string(),
         ),
-        (OWNER_LABEL.to_string(), obj.name_any()),
+        (OWNER_LABEL.to_string(), owner_label_value(&obj.name_any())),
     ]);
     let job_spec = JobSpec {
         // A failed pod is retried by the Job controller, up to spec.retry.limit.
@@ -281,6 +281,17 @@ fn hash(spec: &JobSpec, retry: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<String>()[..HASH_LEN]
         .to_string()
+}
+
+/// The [`OWNER_LABEL`] value for a SchemaMigration: its name, cut to the 63
+/// characters a label value may have. Two long names may then share a value;
+/// the owner reference tells their Jobs apart.
+pub fn owner_label_value(migration: &str) -> String {
+    let mut value: String = migration.chars().take(NAME_MAX).collect();
+    while value.ends_with(['-', '.']) {
+        value.pop();
+    }
+    value
 }
 
 /// `<name>-<hash>`, the name cut so the whole is at most 63 characters.

@@ -46,7 +46,10 @@ pub async fn reconcile(
     let namespace = obj.namespace().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let listed = jobs
-        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={}", obj.name_any())))
+        .list(&ListParams::default().labels(&format!(
+            "{OWNER_LABEL}={}",
+            job::owner_label_value(&obj.name_any())
+        )))
         .await?;
     let ours: Vec<&Job> = listed.items.iter().filter(|j| owned_by(j, obj)).collect();
     let found: Vec<Found> = ours.iter().map(|j| Found::from_job(j)).collect();

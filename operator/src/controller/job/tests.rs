@@ -251,6 +251,18 @@ fn a_long_name_is_cut_to_sixty_three_characters() {
 }
 
 #[test]
+fn a_long_name_is_cut_for_the_owner_label_too() {
+    assert_eq!(owner_label_value("app-db"), "app-db");
+    let long = format!("{}-{}", "a".repeat(62), "b".repeat(100));
+    assert_eq!(owner_label_value(&long), "a".repeat(62));
+    let mut obj = alembic();
+    obj.metadata.name = Some("x".repeat(200));
+    let job = built(&obj);
+    assert_eq!(job.labels()[OWNER_LABEL], "x".repeat(63));
+    assert!(job.name_any().len() <= 63);
+}
+
+#[test]
 fn without_the_wrapper_the_command_runs_as_given_with_the_users_pod_settings() {
     let job: crd::JobSource = serde_json::from_value(json!({
         "image": "app:1",
