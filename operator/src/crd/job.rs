@@ -25,8 +25,10 @@ pub struct JobSource {
 
     /// The command to run, as the container's `command` (the image's
     /// entrypoint is not used), such as `["alembic", "upgrade", "head"]`.
-    /// The target revision is in the environment as `TARGET_REVISION`. At
-    /// least one element.
+    /// The target revision is in the environment as `TARGET_REVISION`;
+    /// Kubernetes replaces `$(TARGET_REVISION)` in `command` and `args` with
+    /// it, as in `["alembic", "upgrade", "$(TARGET_REVISION)"]`. At least one
+    /// element.
     #[schemars(length(min = 1, max = 64))]
     pub command: Vec<String>,
 
