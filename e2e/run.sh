@@ -120,6 +120,12 @@ docker build -t "$IMAGE" .
 step "Loading $IMAGE into the cluster's nodes"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
+# The spec.job test runs this Alembic app's own image as a Job.
+ALEMBIC_IMAGE=schemaop-alembic-app:e2e
+step "Building the Alembic app's image $ALEMBIC_IMAGE"
+docker build -t "$ALEMBIC_IMAGE" -f e2e/manifests/alembic-app.Dockerfile .
+kind load docker-image "$ALEMBIC_IMAGE" --name "$CLUSTER"
+
 if helm status "$RELEASE" --namespace "$OPERATOR_NAMESPACE" >/dev/null 2>&1; then
     step "Upgrading the release $RELEASE (reused cluster)"
     # Helm installs CRDs on the first install only.

@@ -544,12 +544,19 @@ impl Drop for Operator {
     }
 }
 
+/// The operator's image in the cluster, for the Jobs of `spec.job`;
+/// `e2e/run.sh` sets it to the image it built and loaded.
+pub const WRAPPER_IMAGE_ENV: &str = "SCHEMAOP_E2E_IMAGE";
+
 /// The controller's context for `namespace`, as `schemaop run` builds it.
 pub fn controller_context(client: &Client, namespace: &str, identity: &str) -> Arc<Context> {
     let config = ControllerConfig {
         watch_namespace: Some(namespace.to_owned()),
         max_concurrent_runs: 2,
         identity: identity.to_owned(),
+        job: schemaop::controller::job::JobSettings {
+            wrapper_image: std::env::var(WRAPPER_IMAGE_ENV).ok(),
+        },
     };
     Context::new(client.clone(), config, Arc::new(Metrics::new()))
 }

@@ -231,6 +231,150 @@ async fn pods_wait_for_their_schema_then_become_ready() -> Result {
     Ok(())
 }
 
+/// The Alembic app of `operator/tests/fixtures/alembic_app`, in its own
+/// image (`e2e/manifests/alembic-app.Dockerfile`, loaded by `e2e/run.sh`).
+const ALEMBIC_IMAGE: &str = "schemaop-alembic-app:e2e";
+/// Its head revision.
+const ALEMBIC_HEAD: &str = "004_messages_received_index";
+
+/// A SchemaMigration with `spec.job` runs the app's own `alembic upgrade
+/// head` as a Job, under `schemaop exec` copied in from the operator's
+/// image; the app's pods wait at their gate until the Job has succeeded and
+/// the SchemaMigration is Ready at Alembic's head, read from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: e2e/run.sh, or cargo test -p schemaop-e2e -- --ignored (e2e/README.md)"]
+async fn an_alembic_job_migrates_and_pods_wait_for_it() -> Result {
+    let Some(stage) = Stage::new(sample_migrations()?).await? else {
+        return Ok(());
+    };
+    // The URL as an Alembic app keeps it; the Job's pod reads it by reference.
+    let url = stage
+        .database
+        .url
+        .replacen("postgres://", "postgresql+asyncpg://", 1);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("alembic-db".to_owned()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some([("url".to_owned(), url)].into()),
+        ..Secret::default()
+    };
+    stage
+        .api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .context("creating the Alembic app's database Secret")?;
+    stage.apply_app("1", None).await?;
+    stage
+        .wait_for_pods("running and held back at the gate", |pods| {
+            pods.len() == REPLICAS as usize
+                && pods.iter().all(|pod| pod_condition_is(pod, GATE, "False"))
+        })
+        .await?;
+
+    let object = schema_migration(
+        APP,
+        json!({
+            "database": {"urlSecretRef": {"name": "alembic-db", "key": "url"}},
+            "job": {
+                "image": ALEMBIC_IMAGE,
+                "command": ["alembic", "upgrade", "head"],
+                "tool": "alembic",
+            },
+            "targetRevision": "head",
+        }),
+    )?;
+    let api = stage.api::<SchemaMigration>();
+    api.create(&PostParams::default(), &object)
+        .await
+        .context("creating the SchemaMigration with spec.job")?;
+
+    // Until it is Ready no pod is released; while the Job runs, status.run
+    // names it.
+    let started = Instant::now();
+    let mut job_seen = None;
+    let migrated = loop {
+        let pods = stage.app_pods().await?;
+        let object = api.get(APP).await.context("reading the SchemaMigration")?;
+        if ready(&object) {
+            break object;
+        }
+        if let Some(job) = object
+            .status
+            .as_ref()
+            .and_then(|s| s.run.as_ref())
+            .and_then(|r| r.job.clone())
+        {
+            job_seen = Some(job);
+        }
+        for pod in &pods {
+            assert!(
+                !pod_condition_is(pod, GATE, "True"),
+                "{} was released before the SchemaMigration was Ready: {}; the SchemaMigration: {}",
+                pod.name_any(),
+                describe(pod),
+                summary(&object)
+            );
+        }
+        if started.elapsed() > TIMEOUT {
+            return Err(Failure::new(format!(
+                "the SchemaMigration with spec.job was not Ready within {TIMEOUT:?}; last seen: {}",
+                summary(&object)
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let status = migrated.status.as_ref().expect("a Ready status");
+    assert_eq!(status.current_revision.as_deref(), Some(ALEMBIC_HEAD));
+    assert_eq!(status.target_revision.as_deref(), Some("head"));
+    let run = status.run.as_ref().expect("status.run");
+    assert_eq!(run.phase, Some(RunPhase::Succeeded));
+    let job = run.job.clone().expect("status.run.job");
+    if let Some(seen) = job_seen {
+        assert_eq!(seen, job, "the Job that ran is the one reported");
+    }
+    // The database is at Alembic's head, and exec audited the run.
+    let rows = stage
+        .database
+        .query("SELECT version_num FROM alembic_version")
+        .await?;
+    assert_eq!(rows, vec![vec![ALEMBIC_HEAD.to_owned()]]);
+    let audited = stage
+        .database
+        .query("SELECT count(*) FROM public.schemaop_migrations_audit WHERE tool = 'alembic'")
+        .await?;
+    assert_eq!(
+        audited,
+        vec![vec!["1".to_owned()]],
+        "one exec in the audit log"
+    );
+
+    stage
+        .wait_for_pods("released", |pods| {
+            pods.len() == REPLICAS as usize
+                && pods.iter().all(|pod| pod_condition_is(pod, GATE, "True"))
+        })
+        .await?;
+    // The succeeded Job is deleted once its revision is recorded.
+    let jobs = stage.api::<k8s_openapi::api::batch::v1::Job>();
+    let deadline = Instant::now() + TIMEOUT;
+    while jobs
+        .get_opt(&job)
+        .await
+        .context("reading the Job")?
+        .is_some()
+    {
+        if Instant::now() > deadline {
+            return Err(Failure::new(format!(
+                "Job {job} was not deleted after it succeeded"
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
 /// A new migration and a new version of the app that needs it roll out
 /// without a moment with fewer ready endpoints than replicas: the old pods
 /// serve until the new ones pass their gate.

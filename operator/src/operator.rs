@@ -56,6 +56,14 @@ pub struct RunArgs {
     /// takes over from a leader that died.
     #[arg(long, default_value = "15s", value_parser = duration::parse_duration)]
     pub lease_duration: Duration,
+
+    /// The operator's own image, such as `ghcr.io/schemaop/schemaop:0.1.0`:
+    /// the Jobs of `spec.job` copy its `schemaop` binary in to run the
+    /// migration command under `schemaop exec`. The chart sets it to the
+    /// image it deploys. Without it, a SchemaMigration with `spec.job.wrap`
+    /// (the default) stalls, saying so.
+    #[arg(long, env = "SCHEMAOP_JOB_WRAPPER_IMAGE")]
+    pub job_wrapper_image: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +119,9 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         watch_namespace: args.watch_namespace,
         max_concurrent_runs: args.max_concurrent_runs,
         identity,
+        job: controller::job::JobSettings {
+            wrapper_image: args.job_wrapper_image.clone(),
+        },
     };
     let ctx = Context::new(client.clone(), config, metrics.clone());
 

@@ -2358,3 +2358,52 @@ async fn stamp_adopts_an_existing_schema_and_upgrade_runs_only_the_rest() {
     assert_eq!(audit(&db).await, ["2 stamp succeeded", "3 up succeeded"]);
     assert!(table_exists(&db, "invoices").await);
 }
+
+// --- copy-binary: the init container of a spec.job Job ------------------------
+
+#[tokio::test]
+async fn copy_binary_puts_a_runnable_schemaop_where_the_job_looks_for_it() {
+    let folder = tempfile::tempdir().unwrap();
+    let copy = folder.path().join("schemaop");
+    let schemaop = Schemaop::without_database(folder.path());
+    schemaop
+        .run(&["copy-binary", copy.to_str().unwrap()])
+        .await
+        .expect(exit::OK);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o755, "runnable by the app image's own user");
+    let version = run({
+        let mut command = Command::new(&copy);
+        command
+            .arg("--version")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    })
+    .await
+    .expect(exit::OK);
+    assert!(
+        version.stdout.starts_with("schemaop "),
+        "{}",
+        version.stdout
+    );
+
+    // Nowhere to write: the error says where, and what to mount.
+    let failed = schemaop
+        .run(&["copy-binary", "/proc/no-such-dir/schemaop"])
+        .await
+        .expect(exit::USAGE);
+    assert!(
+        failed
+            .stderr
+            .contains("cannot copy schemaop to /proc/no-such-dir/schemaop"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains("mount a writable volume there"),
+        "{}",
+        failed.stderr
+    );
+}

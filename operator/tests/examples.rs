@@ -38,6 +38,35 @@ fn the_schemamigration_example_reads_as_the_resource() {
 }
 
 #[test]
+fn the_alembic_example_runs_its_image_as_a_job_that_builds() {
+    let docs = documents("schemamigration-alembic.yaml");
+    let smig: SchemaMigration = serde_json::from_value(of_kind(&docs, "SchemaMigration")).unwrap();
+    let job = smig.spec.job.as_ref().expect("the example uses spec.job");
+    assert_eq!(job.tool, schemaop::crd::Tool::Alembic);
+    assert!(smig.spec.source.is_none());
+    let secret = of_kind(&docs, "Secret");
+    let schemaop::crd::Database::UrlSecretRef(reference) = &smig.spec.database else {
+        panic!("the example uses urlSecretRef");
+    };
+    assert_eq!(secret["metadata"]["name"], reference.name.as_str());
+    // The operator can make its Job, and the Job runs the command wrapped.
+    let mut smig = smig.clone();
+    smig.metadata.namespace = Some("default".into());
+    smig.metadata.uid = Some("uid".into());
+    let settings = schemaop::controller::job::JobSettings {
+        wrapper_image: Some("schemaop:dev".into()),
+    };
+    let built = schemaop::controller::job::build(&smig, job, &settings).unwrap();
+    let container = &built.spec.unwrap().template.spec.unwrap().containers[0];
+    let command = container.command.clone().unwrap();
+    assert_eq!(
+        command[..4],
+        ["/schemaop/schemaop", "exec", "--tool", "alembic"]
+    );
+    assert_eq!(command[command.len() - 3..], ["alembic", "upgrade", "head"]);
+}
+
+#[test]
 fn the_gated_deployment_opts_in_as_the_operator_expects() {
     let docs = documents("deployment-with-gate.yaml");
     let deployment: Deployment = serde_json::from_value(of_kind(&docs, "Deployment")).unwrap();

@@ -125,4 +125,14 @@ the project README's RBAC section.
 - apiGroups: [""]
   resources: ["pods/status"]
   verbs: ["patch"]
+# spec.job: the Jobs that run an app's own migration tool, owned by their
+# SchemaMigration; deleted when the spec changes and once they succeeded.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list", "watch", "delete"]
+# The last lines of a failed Job pod's log, for the Stalled message. (The
+# Job's pods are found with the pods list above.)
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 {{- end }}

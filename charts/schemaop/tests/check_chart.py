@@ -258,6 +258,8 @@ WATCH_RULES = [
     {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 STANDARD_LABELS = ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                    "app.kubernetes.io/managed-by", "helm.sh/chart"]
@@ -333,7 +335,8 @@ def check_deployment_defaults(r: Rendered) -> str:
     c = r.container()
     expect(c["image"], "ghcr.io/schemaop/schemaop:0.1.0", "image (tag defaults to appVersion)")
     expect(c["args"], ["run", "--log-format=json", "--log-level=info", "--max-concurrent-runs=4",
-                       "--lease-duration=15s", "--metrics-addr=0.0.0.0:8080"], "args")
+                       "--lease-duration=15s", "--metrics-addr=0.0.0.0:8080",
+                       "--job-wrapper-image=ghcr.io/schemaop/schemaop:0.1.0"], "args")
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
     expect(env, {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}, "downward API env")
     expect(c["ports"], [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}], "ports")
@@ -432,7 +435,9 @@ def check_everything_on(r: Rendered) -> str:
                                            "ServiceAccount", "ServiceMonitor"}), "objects rendered")
     c = r.container()
     expect(c["image"], "registry.example.com/platform/schemaop:0.1.0-rc.1@sha256:" + "0123456789abcdef" * 4, "image")
-    expect(c["args"][-2:], ["--metrics-addr=[::]:9090", "--namespace=schemaop-system"], "args end")
+    expect(c["args"][-3:], ["--metrics-addr=[::]:9090",
+                            "--job-wrapper-image=registry.example.com/platform/schemaop-wrapper:0.1.0",
+                            "--namespace=schemaop-system"], "args end")
     expect(c["ports"][0]["containerPort"], 9090, "container port")
     pod = r.one("Deployment")["spec"]["template"]
     expect(pod["metadata"]["annotations"], {"example.com/team": "platform"}, "pod annotations")

@@ -21,7 +21,7 @@ use crate::engine::connection::database_error;
 use crate::engine::sql::quote_ident;
 
 /// A migration tool whose version table schemaop can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tool {
     Alembic,

@@ -170,6 +170,7 @@ impl Command {
             Command::New(_) => "new",
             Command::Repair(_) => "repair",
             Command::Crd => "crd",
+            Command::CopyBinary { .. } => "copy-binary",
             Command::Run(_) => "run",
             Command::Wait(_) => "wait",
             Command::Exec(_) => "exec",
@@ -239,6 +240,13 @@ pub enum Command {
     Repair(RepairArgs),
     /// Print the SchemaMigration CustomResourceDefinition as YAML.
     Crd,
+    /// Copy this binary to PATH, executable: the init container of a
+    /// `spec.job` Job uses it, as the operator's image has no shell or `cp`.
+    #[command(hide = true)]
+    CopyBinary {
+        /// Where the copy goes, such as /schemaop/schemaop.
+        path: std::path::PathBuf,
+    },
     /// Run the Kubernetes operator: leader election, the controller, and
     /// /healthz, /readyz and /metrics.
     Run(crate::operator::RunArgs),
@@ -268,7 +276,7 @@ fn options_used(verb: &str) -> Vec<&'static str> {
         "exec" => &[OUTPUT, DATABASE, &["lock_wait_timeout"]],
         "new" => &[&["dir", "output", "color", "log_level"]],
         // `crd` prints YAML; `run` has flags of its own.
-        "crd" | "run" => &[],
+        "crd" | "run" | "copy-binary" => &[],
         _ => &[OUTPUT, DATABASE, SOURCE, SESSION, RETRIES],
     };
     groups.concat()
@@ -491,10 +499,26 @@ pub fn exit_code(error: &Error) -> u8 {
     }
 }
 
+/// Copies the running binary to `path`, readable and executable by all.
+fn copy_binary(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(std::env::current_exe()?, path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
 async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     let global = &cli.global;
     if let Command::Crd = &cli.command {
         print!("{}", crate::crd::crd_yaml());
+        return Ok(exit::OK);
+    }
+    if let Command::CopyBinary { path } = &cli.command {
+        copy_binary(path).map_err(|e| {
+            CliError::Usage(format!(
+                "cannot copy schemaop to {}: {e}; mount a writable volume there",
+                path.display()
+            ))
+        })?;
         return Ok(exit::OK);
     }
     if let Command::New(args) = &cli.command {
@@ -620,7 +644,12 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let detail = migrator.repair(repair).await?;
             reporter.repaired(&detail);
         }
-        Command::New(_) | Command::Crd | Command::Run(_) | Command::Wait(_) | Command::Exec(_) => {}
+        Command::New(_)
+        | Command::Crd
+        | Command::CopyBinary { .. }
+        | Command::Run(_)
+        | Command::Wait(_)
+        | Command::Exec(_) => {}
     }
     Ok(exit::OK)
 }

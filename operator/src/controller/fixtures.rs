@@ -23,7 +23,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -42,7 +43,7 @@ use super::{Context, ControllerConfig, Result};
 use crate::crd::conditions::{self, ConditionStatus};
 use crate::crd::{
     self, ConfigMapRef, RunPhase, SchemaMigration, SchemaMigrationSpec, SchemaMigrationStatus,
-    SecretKeyRef, TargetRevision,
+    SecretKeyRef,
 };
 use crate::engine::{Database, Direction, MigrationSource, Migrator, MigratorOptions, Target};
 
@@ -60,6 +61,8 @@ pub const URL_KEY: &str = "url";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the runs a scenario started may take to end.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The operator's image, as `--job-wrapper-image` gives it.
+pub const WRAPPER_IMAGE: &str = "registry.example.com/schemaop:0.1.0";
 /// This replica's identity, as the controller reports it.
 pub const IDENTITY: &str = "schemaop-test-0";
 
@@ -74,8 +77,9 @@ pub fn schema_migration() -> SchemaMigrationBuilder {
             name: URL_SECRET.into(),
             key: URL_KEY.into(),
         }),
-        source: crd::Source::Inline(BTreeMap::new()),
-        target_revision: TargetRevision::Latest,
+        source: Some(crd::Source::Inline(BTreeMap::new())),
+        job: None,
+        target_revision: "latest".into(),
         allow_downgrade: false,
         allow_out_of_order: false,
         history: crd::History::default(),
@@ -123,7 +127,7 @@ impl SchemaMigrationBuilder {
         let files = files
             .iter()
             .map(|(name, sql)| (name.to_string(), sql.to_string()));
-        self.0.spec.source = crd::Source::Inline(files.collect());
+        self.0.spec.source = Some(crd::Source::Inline(files.collect()));
         self
     }
 
@@ -132,13 +136,30 @@ impl SchemaMigrationBuilder {
         let refs = names.iter().map(|name| ConfigMapRef {
             name: name.to_string(),
         });
-        self.0.spec.source = crd::Source::ConfigMapRefs(refs.collect());
+        self.0.spec.source = Some(crd::Source::ConfigMapRefs(refs.collect()));
+        self
+    }
+
+    /// The migrations are the app's own, run as a Job: no SQL source.
+    pub fn job(mut self, job: crd::JobSource) -> Self {
+        self.0.spec.source = None;
+        self.0.spec.job = Some(job);
+        self
+    }
+
+    /// An annotation, such as `schemaop.dev/retry`.
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
         self
     }
 
     /// `spec.targetRevision`, as written in a manifest: `latest` or a version.
     pub fn target(mut self, revision: &str) -> Self {
-        self.0.spec.target_revision = revision.parse().expect("a valid targetRevision");
+        self.0.spec.target_revision = revision.into();
         self
     }
 
@@ -174,6 +195,16 @@ impl SchemaMigrationBuilder {
     pub fn build(self) -> SchemaMigration {
         self.0
     }
+}
+
+/// `spec.job` for an Alembic app: `alembic upgrade head` from its image.
+pub fn alembic_job() -> crd::JobSource {
+    serde_json::from_value(json!({
+        "image": "registry.example.com/getanswers-backend:1.4.2",
+        "command": ["alembic", "upgrade", "head"],
+        "tool": "alembic",
+    }))
+    .expect("a valid spec.job")
 }
 
 /// A Secret in [`NAMESPACE`] with these keys, stored as `data`.
@@ -237,6 +268,14 @@ enum Expected {
     GetConfigMap(String),
     PatchStatus(StatusIs),
     CreateEvent(EventIs),
+    /// Any other request, checked whole: method, path, query (decoded), and
+    /// when given, the JSON body exactly.
+    Call {
+        method: Method,
+        path: String,
+        query: Vec<(String, String)>,
+        body: Option<Value>,
+    },
 }
 
 enum Answer {
@@ -250,6 +289,8 @@ enum Answer {
     Created,
     /// This HTTP status with a Status body.
     Error(u16),
+    /// `200` with this text, as `pods/log` answers.
+    Text(String),
 }
 
 impl Expect {
@@ -288,6 +329,117 @@ impl Expect {
     /// A new Event on the SchemaMigration.
     pub fn event(event: EventIs) -> Expect {
         Expect::new(Expected::CreateEvent(event), Answer::Created)
+    }
+
+    /// `GET` of the Jobs labelled as this SchemaMigration's, answered with
+    /// `jobs`.
+    pub fn list_jobs(jobs: &[Job]) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
+            &[(
+                "labelSelector",
+                &format!("schemaop.dev/schemamigration={NAME}"),
+            )],
+            None,
+            Answer::Object(json!({
+                "apiVersion": "batch/v1",
+                "kind": "JobList",
+                "metadata": {"resourceVersion": "700"},
+                "items": jobs,
+            })),
+        )
+    }
+
+    /// `POST` of exactly `job`; answered with it as created.
+    pub fn create_job(job: &Job) -> Expect {
+        Expect::call(
+            Method::POST,
+            format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
+            &[],
+            Some(serde_json::to_value(job).expect("a Job serializes")),
+            Answer::Created,
+        )
+    }
+
+    /// `GET` of `job` by name, answered with it.
+    pub fn get_job(job: &Job) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!(
+                "/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{}",
+                job.name_any()
+            ),
+            &[],
+            None,
+            Answer::Object(serde_json::to_value(job).expect("a Job serializes")),
+        )
+    }
+
+    /// `DELETE` of the Job `name` with this propagation policy.
+    pub fn delete_job(name: &str, propagation: &str) -> Expect {
+        Expect::call(
+            Method::DELETE,
+            format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}"),
+            &[],
+            Some(json!({"propagationPolicy": propagation})),
+            Answer::Object(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            })),
+        )
+    }
+
+    /// `GET` of the pods of the Job `job`, answered with `pods`.
+    pub fn list_pods(job: &str, pods: &[Pod]) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+            &[(
+                "labelSelector",
+                &format!("batch.kubernetes.io/job-name={job}"),
+            )],
+            None,
+            Answer::Object(json!({
+                "apiVersion": "v1",
+                "kind": "PodList",
+                "metadata": {"resourceVersion": "800"},
+                "items": pods,
+            })),
+        )
+    }
+
+    /// `GET` of the last 20 lines of `pod`'s `migrate` container, answered
+    /// with `log`.
+    pub fn pod_log(pod: &str, log: &str) -> Expect {
+        Expect::call(
+            Method::GET,
+            format!("/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log"),
+            &[("container", "migrate"), ("tailLines", "20")],
+            None,
+            Answer::Text(log.into()),
+        )
+    }
+
+    fn call(
+        method: Method,
+        path: String,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+        answer: Answer,
+    ) -> Expect {
+        let query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Expect::new(
+            Expected::Call {
+                method,
+                path,
+                query,
+                body,
+            },
+            answer,
+        )
     }
 
     /// The request as expected, but the API server fails it with this HTTP
@@ -361,6 +513,7 @@ impl fmt::Display for Expected {
             Expected::GetConfigMap(name) => write!(f, "GET ConfigMap {name:?}"),
             Expected::PatchStatus(status) => write!(f, "PATCH status {status}"),
             Expected::CreateEvent(event) => write!(f, "POST Event {event}"),
+            Expected::Call { method, path, .. } => write!(f, "{method} {path}"),
         }
     }
 }
@@ -381,6 +534,7 @@ pub struct StatusIs {
     run_phase: Option<Option<RunPhase>>,
     attempt: Option<i32>,
     migration: Option<i64>,
+    job: Option<(String, Option<&'static str>)>,
 }
 
 impl StatusIs {
@@ -452,6 +606,12 @@ impl StatusIs {
         self
     }
 
+    /// `run.job` and `run.podPhase`: the Job of `spec.job`, and its pod's phase.
+    pub fn job(mut self, name: impl Into<String>, pod_phase: Option<&'static str>) -> StatusIs {
+        self.job = Some((name.into(), pod_phase));
+        self
+    }
+
     fn new(ready: bool, reconciling: bool, stalled: bool, reason: &'static str) -> StatusIs {
         StatusIs {
             ready,
@@ -465,6 +625,7 @@ impl StatusIs {
             run_phase: None,
             attempt: None,
             migration: None,
+            job: None,
         }
     }
 
@@ -542,6 +703,18 @@ impl StatusIs {
         if let Some(version) = self.migration {
             let migrating = run.and_then(|r| r.migration.as_ref()).map(|m| m.version);
             assert_eq!(migrating, Some(version), "{at}: run.migration.version");
+        }
+        if let Some((job, pod_phase)) = &self.job {
+            assert_eq!(
+                run.and_then(|r| r.job.as_deref()),
+                Some(job.as_str()),
+                "{at}: run.job"
+            );
+            assert_eq!(
+                run.and_then(|r| r.pod_phase.as_deref()),
+                *pod_phase,
+                "{at}: run.podPhase"
+            );
         }
     }
 }
@@ -953,9 +1126,47 @@ impl ApiServerVerifier {
                 assert_eq!(event["kind"], "Event", "{at}");
                 want.check(&event, &self.object, at);
             }
+            Expected::Call {
+                method,
+                path,
+                query,
+                body,
+            } => {
+                assert_eq!(&seen.method, method, "{at}");
+                assert_eq!(&seen.path, path, "{at}");
+                let mut decoded: Vec<(String, String)> = seen
+                    .query
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                        (k.clone(), v.into_owned())
+                    })
+                    .collect();
+                decoded.sort();
+                let mut query = query.clone();
+                query.sort();
+                assert_eq!(decoded, query, "{at}: the query");
+                if let Some(body) = body {
+                    let sent = seen.json();
+                    // A DELETE's body says more (kind, apiVersion): only
+                    // what the expectation names must match there.
+                    if *method == Method::DELETE {
+                        for (key, value) in body.as_object().expect("an object") {
+                            assert_eq!(&sent[key], value, "{at}: {key} in {sent}");
+                        }
+                    } else {
+                        assert_eq!(&sent, body, "{at}: the body");
+                    }
+                }
+            }
         }
         match &expect.answer {
             Answer::Object(object) => json_response(StatusCode::OK, object),
+            Answer::Text(text) => Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(text.clone().into_bytes()))
+                .expect("a valid response"),
             Answer::NotFound => {
                 let (kind, name) = match &expect.request {
                     Expected::GetSecret(name) => ("secrets", name),
@@ -1032,6 +1243,9 @@ impl Harness {
             watch_namespace: None,
             max_concurrent_runs: 2,
             identity: IDENTITY.into(),
+            job: super::job::JobSettings {
+                wrapper_image: Some(WRAPPER_IMAGE.into()),
+            },
         };
         Harness {
             ctx: Context::new(client, config, Arc::new(Metrics::new())),
@@ -1250,6 +1464,15 @@ impl TestDb {
             )
             .await
             .unwrap_or_else(|e| panic!("migrating the test database: {e}"));
+    }
+
+    /// Runs `sql` in this database as the admin, as another tool would.
+    pub async fn execute(&self, sql: &str) {
+        connect(&self.url)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// The versions in the history table, oldest first.

@@ -48,6 +48,49 @@ pub struct Attempts {
 pub async fn resolve(client: &Client, obj: &SchemaMigration, identity: &str) -> Result<Inputs> {
     let namespace = obj.namespace().unwrap_or_default();
     let spec = &obj.spec;
+    let database = database(client, obj).await?;
+    let Some(source) = &spec.source else {
+        return Err(Error::InvalidSpec {
+            field: "spec.source",
+            message: "SQL migrations need spec.source; with spec.job the Job runs them".into(),
+        });
+    };
+    let files = match source {
+        crd::Source::Inline(files) => files.clone(),
+        crd::Source::ConfigMapRefs(refs) => {
+            let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+            let mut files = BTreeMap::new();
+            let mut origin: BTreeMap<String, String> = BTreeMap::new();
+            for reference in refs {
+                let config_map = config_maps.get_opt(&reference.name).await?.ok_or_else(|| {
+                    Error::ConfigMapNotFound {
+                        namespace: namespace.clone(),
+                        name: reference.name.clone(),
+                    }
+                })?;
+                for (file, sql) in config_map.data.unwrap_or_default() {
+                    if let Some(first) = origin.insert(file.clone(), reference.name.clone()) {
+                        return Err(Error::DuplicateFile {
+                            file,
+                            first,
+                            second: reference.name.clone(),
+                        });
+                    }
+                    files.insert(file, sql);
+                }
+            }
+            files
+        }
+    };
+    let source = MigrationSource::from_files(files)?;
+    settings(obj, database, source, identity)
+}
+
+/// The database `obj` names, with its password read from the Secret: the
+/// same for SQL runs and for reading a Job's tool's version table.
+pub async fn database(client: &Client, obj: &SchemaMigration) -> Result<Database> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let spec = &obj.spec;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let database = match &spec.database {
         crd::Database::UrlSecretRef(reference) => {
@@ -78,35 +121,7 @@ pub async fn resolve(client: &Client, obj: &SchemaMigration, identity: &str) -> 
             Database::from_parts(&c.host, port, &c.database, &c.user, Some(&password), tls)?
         }
     };
-    let files = match &spec.source {
-        crd::Source::Inline(files) => files.clone(),
-        crd::Source::ConfigMapRefs(refs) => {
-            let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-            let mut files = BTreeMap::new();
-            let mut origin: BTreeMap<String, String> = BTreeMap::new();
-            for reference in refs {
-                let config_map = config_maps.get_opt(&reference.name).await?.ok_or_else(|| {
-                    Error::ConfigMapNotFound {
-                        namespace: namespace.clone(),
-                        name: reference.name.clone(),
-                    }
-                })?;
-                for (file, sql) in config_map.data.unwrap_or_default() {
-                    if let Some(first) = origin.insert(file.clone(), reference.name.clone()) {
-                        return Err(Error::DuplicateFile {
-                            file,
-                            first,
-                            second: reference.name.clone(),
-                        });
-                    }
-                    files.insert(file, sql);
-                }
-            }
-            files
-        }
-    };
-    let source = MigrationSource::from_files(files)?;
-    settings(obj, database, source, identity)
+    Ok(database)
 }
 
 /// The settings of a run from the spec; no I/O, so tests can call it.
@@ -146,7 +161,10 @@ pub fn settings(
         max_backoff: duration("spec.retry.maxBackoff", spec.retry.max_backoff())?,
         deadline: duration("spec.timeouts.runDeadline", spec.timeouts.run_deadline())?,
     };
-    let target = match spec.target_revision {
+    let target = match spec.target().map_err(|e| Error::InvalidSpec {
+        field: "spec.targetRevision",
+        message: e.to_string(),
+    })? {
         TargetRevision::Latest => Target::Latest,
         TargetRevision::Version(v) => Target::Version(Version(v)),
     };

@@ -7,6 +7,10 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod inputs;
+pub mod job;
+#[cfg(test)]
+mod job_scenarios;
+mod jobs;
 pub mod metrics;
 pub mod report;
 pub mod runs;
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
@@ -43,6 +48,8 @@ pub struct ControllerConfig {
     pub max_concurrent_runs: usize,
     /// This replica's name, recorded in the history as who ran a migration.
     pub identity: String,
+    /// What the operator brings to the Jobs of `spec.job`.
+    pub job: job::JobSettings,
 }
 
 /// What every reconcile and run shares.
@@ -92,6 +99,12 @@ pub async fn reconcile(obj: Arc<SchemaMigration>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::requeue(retry_after));
         }
         return report(&obj, &ctx, &Finding::Suspended, retry_after).await;
+    }
+    if let Some(source) = &obj.spec.job {
+        // The app's own tool, in a Job: nothing below applies, and a SQL run
+        // of an earlier spec stops.
+        ctx.runs.cancel(&key);
+        return jobs::reconcile(&obj, &ctx, source, retry_after).await;
     }
     // A run writes its own progress, and its last status write brings the
     // object back here; until then the reconciler keeps out of its way. The
@@ -230,13 +243,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     // Secrets and ConfigMaps are watched as metadata only: the operator never
     // keeps Secret data in memory, and reads a Secret only to use it.
-    let (migrations, config_maps, secrets) = match &ctx.config.watch_namespace {
+    let (migrations, config_maps, secrets, jobs) = match &ctx.config.watch_namespace {
         Some(ns) => (
             Api::<SchemaMigration>::namespaced(client.clone(), ns),
             Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), ns),
             Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            Api::<Job>::namespaced(client.clone(), ns),
         ),
         None => (
+            Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -246,12 +261,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let store = controller.store();
     let stop = shutdown.clone();
     controller
+        // A Job of spec.job that ends (or goes) wakes its SchemaMigration.
+        .owns(jobs, watcher::Config::default().labels(job::OWNER_LABEL))
         .watches(
             config_maps,
             watcher::Config::default(),
             referencing(store.clone(), |spec, name| match &spec.source {
-                crd::Source::ConfigMapRefs(refs) => refs.iter().any(|r| r.name == name),
-                crd::Source::Inline(_) => false,
+                Some(crd::Source::ConfigMapRefs(refs)) => refs.iter().any(|r| r.name == name),
+                Some(crd::Source::Inline(_)) | None => false,
             }),
         )
         .watches(

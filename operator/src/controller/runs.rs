@@ -93,6 +93,12 @@ impl Runs {
             .map(|f| f.failure.clone())
     }
 
+    /// False once [`Runs::stop_all`] ran for the end of leadership, until
+    /// [`Runs::reopen`]: nothing new may start, a Job included.
+    pub fn accepting(&self) -> bool {
+        !self.tasks.is_closed()
+    }
+
     /// Accepts runs again after [`Runs::stop_all`].
     pub fn reopen(&self) {
         self.tasks.reopen();

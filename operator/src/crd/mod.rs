@@ -7,6 +7,7 @@
 //! default and its limits.
 
 pub mod conditions;
+pub mod job;
 pub mod status;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub use crate::duration::{
     DURATION_MAX_LENGTH, DURATION_PATTERN, ParseDurationError, format_duration, parse_duration,
 };
 pub use conditions::{Condition, ConditionStatus, Reason, find_condition, set_condition};
+pub use job::{JobSource, Tool};
 pub use status::{
     AppliedMigration, LockHolder, MigrationProgress, REVISION_NONE, RunPhase, RunStatus,
     SchemaMigrationStatus,
@@ -37,11 +39,6 @@ const DATA_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 /// Lower-case PostgreSQL identifiers: they mean the same quoted or unquoted,
 /// so nobody has to wonder which one the operator uses.
 const IDENTIFIER_PATTERN: &str = r"^[a-z_][a-z0-9_]*$";
-
-/// `latest`, or a positive integer of at most 18 significant digits so that it
-/// always fits PostgreSQL's `bigint`; leading zeros are allowed, as in file
-/// names such as `0007_add_users.up.sql`.
-const TARGET_REVISION_PATTERN: &str = r"^(latest|0*[1-9][0-9]{0,17})$";
 
 /// The desired state of a SchemaMigration.
 // Clippy reads the `type_ = "string"` that each printer column repeats as a
@@ -91,6 +88,10 @@ const TARGET_REVISION_PATTERN: &str = r"^(latest|0*[1-9][0-9]{0,17})$";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.source) != has(self.job)")
+    .message("set exactly one of spec.source (SQL migration files) or spec.job (the app's own migration tool, run as a Job)"))]
+#[x_kube(validation = Rule::new(TARGET_REVISION_RULE)
+    .message("targetRevision must be `latest` or a positive integer version such as \"7\" (at most 18 digits) with spec.source; free text is only taken with spec.job"))]
 pub struct SchemaMigrationSpec {
     /// The PostgreSQL database to migrate, and how to log in to it. Set
     /// exactly one of `urlSecretRef` or `connection`. The user needs the
@@ -100,23 +101,39 @@ pub struct SchemaMigrationSpec {
         .message("set exactly one of urlSecretRef or connection"))]
     pub database: Database,
 
-    /// Where the migration files come from. Set exactly one of
-    /// `configMapRefs` or `inline`. Each file is named
+    /// Where the migration files come from: SQL files that schemaop runs
+    /// itself. Set exactly one of `source` or `job`, and within `source`
+    /// exactly one of `configMapRefs` or `inline`. Each file is named
     /// `<version>_<description>.up.sql` (with an optional matching
     /// `.down.sql`, needed to downgrade) or `<version>_<description>.sql`,
     /// where the version is a positive integer such as `0007` or
     /// `20260101120000`.
     #[x_kube(validation = Rule::new("has(self.configMapRefs) != has(self.inline)")
         .message("set exactly one of configMapRefs or inline"))]
-    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 
-    /// The revision the database should be at: `latest` for the newest
-    /// migration in the source, or a version, written as a string (quote it in
-    /// YAML: `targetRevision: "7"`). Leading zeros are ignored. A version below
-    /// the current revision is reached by running down migrations, which
-    /// needs `allowDowngrade`. Default: `latest`.
-    #[serde(default)]
-    pub target_revision: TargetRevision,
+    /// The app's own migration tool (Alembic, Flyway, golang-migrate, sqlx,
+    /// dbmate, Django), run by the operator as a Kubernetes Job from the
+    /// app's image, under schemaop's migration lock. Set exactly one of
+    /// `source` or `job`. `allowDowngrade`, `allowOutOfOrder` and the lock
+    /// and statement timeouts are the tool's business here and are not
+    /// used; `retry.limit` becomes the Job's `backoffLimit` and
+    /// `timeouts.runDeadline` its `activeDeadlineSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSource>,
+
+    /// The revision the database should be at. With `source`: `latest` for
+    /// the newest migration in the source, or a version, written as a string
+    /// (quote it in YAML: `targetRevision: "7"`); leading zeros are ignored,
+    /// and a version below the current revision is reached by running down
+    /// migrations, which needs `allowDowngrade`. With `job`: free text, handed
+    /// to the container as the environment variable `TARGET_REVISION`, such
+    /// as `head`; changing it starts a new Job. At most 253 characters.
+    /// Default: `latest`.
+    #[serde(default = "default_target_revision")]
+    #[schemars(length(min = 1, max = 253))]
+    pub target_revision: String,
 
     /// Allow reaching a target below the current revision by running down
     /// migrations, which usually drops data. When false, such a target stops
@@ -159,6 +176,24 @@ pub struct SchemaMigrationSpec {
     /// `false`.
     #[serde(default)]
     pub suspend: bool,
+}
+
+fn default_target_revision() -> String {
+    "latest".to_owned()
+}
+
+/// `targetRevision` must be a SQL source's revision unless the spec has a
+/// job: `latest`, or a positive integer of at most 18 significant digits so
+/// that it always fits PostgreSQL's `bigint`; leading zeros are allowed, as
+/// in file names such as `0007_add_users.up.sql`.
+const TARGET_REVISION_RULE: &str =
+    "has(self.job) || self.targetRevision.matches('^(latest|0*[1-9][0-9]{0,17})$')";
+
+impl SchemaMigrationSpec {
+    /// `targetRevision` read as a SQL source's revision.
+    pub fn target(&self) -> Result<TargetRevision, ParseTargetRevisionError> {
+        self.target_revision.parse()
+    }
 }
 
 /// The database to migrate: either a full URL from a Secret or the parts of a
@@ -346,20 +381,6 @@ impl<'de> Deserialize<'de> for TargetRevision {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for TargetRevision {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "TargetRevision".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": TARGET_REVISION_PATTERN,
-            "maxLength": 64,
-        })
     }
 }
 

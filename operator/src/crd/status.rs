@@ -33,15 +33,19 @@ pub struct SchemaMigrationStatus {
 
     /// The database's current revision: the version of the newest applied
     /// migration, as a decimal string, or `none` when no migration has been
-    /// applied yet. Absent until the operator has read the database.
+    /// applied yet. With `spec.job`, what the tool's version table says:
+    /// every Alembic head, separated by spaces, or the latest version for the
+    /// other tools, `base` when nothing is applied; absent for tool `none`.
+    /// Absent until the operator has read the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 1024))]
     pub current_revision: Option<String>,
 
     /// The version that `spec.targetRevision` resolved to, as a decimal
-    /// string; for `latest`, the newest version in the source.
+    /// string; for `latest`, the newest version in the source. With
+    /// `spec.job`, `spec.targetRevision` as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 253))]
     pub target_revision: Option<String>,
 
     /// How many migrations remain to be applied (or, when downgrading,
@@ -147,6 +151,20 @@ pub struct RunStatus {
     /// see what it is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_holder: Option<LockHolder>,
+
+    /// With `spec.job`: the name of the Job that runs, or last ran, the
+    /// migration command, in the SchemaMigration's namespace (`kubectl logs
+    /// job/NAME`). The operator keeps a Job that failed for inspection and
+    /// deletes one that succeeded once the database shows its revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub job: Option<String>,
+
+    /// With `spec.job`: the phase of the Job's newest pod (`Pending`,
+    /// `Running`, `Succeeded`, `Failed`), absent before it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub pod_phase: Option<String>,
 }
 
 /// The migration a run is applying, rendered as `3 of 7, 20260101120000, add users`.
@@ -339,6 +357,8 @@ mod tests {
                     description: "add index".into(),
                 }),
                 lock_holder: None,
+                job: None,
+                pod_phase: None,
             }),
             ..Default::default()
         };

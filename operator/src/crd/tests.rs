@@ -248,7 +248,8 @@ fn cel_rules_compile() {
 fn schema_requires_one_of_each_alternative() {
     let schema = open_api_schema();
     let spec = &schema["properties"]["spec"];
-    assert_eq!(spec["required"], json!(["database", "source"]));
+    // `source` or `job`: a CEL rule on the spec says which is missing.
+    assert_eq!(spec["required"], json!(["database"]));
     assert_eq!(
         spec["properties"]["database"]["oneOf"],
         json!([{"required": ["urlSecretRef"]}, {"required": ["connection"]}])
@@ -699,13 +700,103 @@ fn target_revision_is_latest_or_a_positive_integer() {
     ] {
         assert_refused(
             &with(minimal(), "/spec/targetRevision", json!(bad)),
-            "does not match",
+            "targetRevision must be `latest` or a positive integer version",
         );
     }
     assert_refused(
         &with(minimal(), "/spec/targetRevision", json!(7)),
         "must be of type string",
     );
+}
+
+/// A SchemaMigration whose migrations are an Alembic project's, run as a Job.
+fn with_job() -> Value {
+    let object = with(minimal(), "/spec/source", Value::Null);
+    with(
+        object,
+        "/spec/job",
+        json!({
+            "image": "registry.example.com/app:1.4.2",
+            "command": ["alembic", "upgrade", "head"],
+            "tool": "alembic",
+        }),
+    )
+}
+
+#[test]
+fn a_job_is_the_other_kind_of_source() {
+    assert_admitted(&with_job());
+    assert_admitted(&with(with_job(), "/spec/targetRevision", json!("head")));
+    assert_admitted(&with(
+        with_job(),
+        "/spec/targetRevision",
+        json!("ae1027a6acf"),
+    ));
+    let both = with(
+        with_job(),
+        "/spec/source",
+        json!({"configMapRefs": [{"name": "m"}]}),
+    );
+    assert_refused(&both, "set exactly one of spec.source");
+    let neither = with(minimal(), "/spec/source", Value::Null);
+    assert_refused(&neither, "set exactly one of spec.source");
+    // Free text is for jobs only: schemaop's own files have versions.
+    assert_refused(
+        &with(minimal(), "/spec/targetRevision", json!("head")),
+        "free text is only taken with spec.job",
+    );
+}
+
+#[test]
+fn a_job_names_an_image_a_command_and_a_known_tool() {
+    assert_refused(
+        &with(with_job(), "/spec/job/image", json!("")),
+        "at least 1",
+    );
+    assert_refused(
+        &with(with_job(), "/spec/job/command", json!([])),
+        "at least 1",
+    );
+    assert_refused(
+        &with(with_job(), "/spec/job/tool", Value::Null),
+        "tool is required",
+    );
+    assert_refused(
+        &with(with_job(), "/spec/job/tool", json!("liquibase")),
+        "is not one of",
+    );
+    for tool in [
+        "alembic",
+        "flyway",
+        "golang-migrate",
+        "sqlx",
+        "dbmate",
+        "django",
+        "none",
+    ] {
+        assert_admitted(&with(with_job(), "/spec/job/tool", json!(tool)));
+    }
+    assert_admitted(&with(
+        with_job(),
+        "/spec/job/versionTable",
+        json!("app.alembic_version"),
+    ));
+    assert_refused(
+        &with(with_job(), "/spec/job/versionTable", json!("a.b.c")),
+        "does not match",
+    );
+}
+
+#[test]
+fn a_job_reads_with_safe_defaults() {
+    let spec: SchemaMigrationSpec = serde_json::from_value(with_job()["spec"].clone()).unwrap();
+    let job = spec.job.expect("a job");
+    assert_eq!(job.tool, Tool::Alembic);
+    assert!(job.wrap, "wrapped in schemaop exec by default");
+    assert!(job.read_only_root_filesystem, "read-only root by default");
+    assert!(job.args.is_empty() && job.env.is_empty() && job.volumes.is_empty());
+    assert_eq!(spec.source, None);
+    assert_eq!(spec.target_revision, "latest");
 }
 
 #[test]
@@ -856,11 +947,12 @@ spec:
     );
     assert_eq!(
         spec.source,
-        Source::ConfigMapRefs(vec![ConfigMapRef {
+        Some(Source::ConfigMapRefs(vec![ConfigMapRef {
             name: "app-migrations".into()
-        }])
+        }]))
     );
-    assert_eq!(spec.target_revision, TargetRevision::Latest);
+    assert_eq!(spec.job, None);
+    assert_eq!(spec.target(), Ok(TargetRevision::Latest));
     assert!(!spec.allow_downgrade && !spec.allow_out_of_order && !spec.suspend);
     assert_eq!(spec.history, History::default());
     assert_eq!(spec.timeouts.lock_timeout(), Ok(Duration::from_millis(200)));
@@ -881,8 +973,8 @@ fn full_object_reads_as_typed_values() {
     };
     assert_eq!(connection.port, 6432);
     assert_eq!(connection.ssl_mode, SslMode::VerifyFull);
-    assert!(matches!(&spec.source, Source::Inline(files) if files.len() == 2));
-    assert_eq!(spec.target_revision, TargetRevision::Version(1));
+    assert!(matches!(&spec.source, Some(Source::Inline(files)) if files.len() == 2));
+    assert_eq!(spec.target(), Ok(TargetRevision::Version(1)));
     assert_eq!(
         spec.timeouts.lock_timeout(),
         Ok(Duration::from_millis(2500))
@@ -891,8 +983,14 @@ fn full_object_reads_as_typed_values() {
 }
 
 #[test]
-fn target_revision_parses_like_the_schema_pattern() {
-    let pattern = regex::Regex::new(TARGET_REVISION_PATTERN).unwrap();
+fn target_revision_parses_like_the_cel_rule() {
+    // The pattern inside the rule's `matches('...')`.
+    let pattern = TARGET_REVISION_RULE
+        .split_once("matches('")
+        .and_then(|(_, rest)| rest.split_once("')"))
+        .map(|(pattern, _)| pattern)
+        .expect("the rule matches a pattern");
+    let pattern = regex::Regex::new(pattern).unwrap();
     for sample in [
         "latest",
         "1",
@@ -962,6 +1060,8 @@ fn status_written_by_the_operator_fits_the_schema() {
                 application_name: Some("psql".into()),
                 since: Some(at),
             }),
+            job: Some("app-db-0123456789".into()),
+            pod_phase: Some("Running".into()),
         }),
         ..Default::default()
     };

@@ -143,6 +143,15 @@ impl Database {
         self.config.get_password().is_some()
     }
 
+    /// `text` with every occurrence of this database's password replaced by
+    /// `***`: for text schemaop did not write, such as another program's log.
+    pub fn hide_password(&self, text: &str) -> String {
+        match self.config.get_password().map(String::from_utf8_lossy) {
+            Some(password) if !password.is_empty() => text.replace(password.as_ref(), "***"),
+            _ => text.to_string(),
+        }
+    }
+
     /// For a password that comes from elsewhere than the URL: libpq's
     /// environment or password file.
     pub(crate) fn set_password(&mut self, password: &str) {

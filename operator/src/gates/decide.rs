@@ -1,6 +1,7 @@
 //! Whether a pod may take traffic, as a plain function of what it needs and
 //! where its SchemaMigration is. No I/O: every case is tested without a server.
 
+use crate::adapters::{Tool, compare_versions};
 use crate::crd::conditions::{self, ConditionStatus};
 use crate::crd::{REVISION_NONE, SchemaMigration};
 use crate::engine::Version;
@@ -194,6 +195,103 @@ pub fn decide(
     }
 }
 
+/// Where a SchemaMigration of `spec.job` stands: its tool's revision(s),
+/// which are names (Alembic's `ae1027a6acf`) more often than numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSchema {
+    /// Ready=True for the latest spec.
+    pub ready: bool,
+    pub tool: Tool,
+    /// The current revision(s) as `status.currentRevision` lists them;
+    /// empty when unknown or at base.
+    pub current: Vec<String>,
+}
+
+impl JobSchema {
+    pub fn of(obj: &SchemaMigration, tool: Tool) -> JobSchema {
+        let schema = Schema::of(obj);
+        let current = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.current_revision.as_deref())
+            .filter(|c| *c != "base")
+            .map(|c| c.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        JobSchema {
+            ready: schema.ready,
+            tool,
+            current,
+        }
+    }
+
+    fn at(&self) -> String {
+        if self.current.is_empty() {
+            "base".into()
+        } else {
+            self.current.join(" ")
+        }
+    }
+}
+
+/// Whether the tool's current revision(s) have reached `wanted`, by the
+/// tool's order: a version at or above it for Flyway, golang-migrate, sqlx
+/// and dbmate; for Alembic and Django, only `wanted` itself among the
+/// current heads (an ancestor of a head is not known to the gate); never
+/// for `none`, which keeps no revision.
+pub fn reached(tool: Tool, current: &[String], wanted: &str) -> bool {
+    match tool {
+        Tool::Alembic | Tool::Django => current.iter().any(|c| c == wanted),
+        Tool::Flyway | Tool::GolangMigrate | Tool::Sqlx | Tool::Dbmate => current
+            .iter()
+            .any(|c| compare_versions(c, wanted) != std::cmp::Ordering::Less),
+        Tool::None => false,
+    }
+}
+
+/// Decides the gate of one pod whose SchemaMigration runs a Job. The same
+/// rules as [`decide`]: with `min-revision`, released once the tool's
+/// revision reaches it; without, released the first time the
+/// SchemaMigration is Ready for its latest spec; a released pod stays
+/// released.
+pub fn decide_job(
+    min_revision: Option<&str>,
+    previous: Option<&Previous>,
+    schema: Option<&JobSchema>,
+    migration: &str,
+) -> Gate {
+    let released = previous.is_some_and(|p| p.released);
+    let Some(schema) = schema else {
+        return decide(Ok(None), previous, None, migration);
+    };
+    let (ready, message) = match min_revision {
+        Some(wanted) if schema.tool != Tool::None => (
+            released || reached(schema.tool, &schema.current, wanted),
+            format!(
+                "needs {} revision {wanted}; the database is at {}",
+                schema.tool,
+                schema.at()
+            ),
+        ),
+        _ if released || schema.ready => (true, format!("the database is at {}", schema.at())),
+        _ => (
+            false,
+            format!(
+                "waiting for SchemaMigration {migration} to be Ready; the database is at {}",
+                schema.at()
+            ),
+        ),
+    };
+    Gate {
+        ready,
+        reason: match (ready, min_revision.is_some() && schema.tool != Tool::None) {
+            (true, _) => "SchemaReady",
+            (false, true) => "WaitingForRevision",
+            (false, false) => "WaitingForMigration",
+        },
+        message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +463,76 @@ mod tests {
             Some(waiting(None))
         );
         assert_eq!(previous(None, Some("needs revision 42")), None);
+    }
+
+    fn job_schema(ready: bool, tool: Tool, current: &[&str]) -> JobSchema {
+        JobSchema {
+            ready,
+            tool,
+            current: current.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_job_pod_with_min_revision_waits_for_that_alembic_head() {
+        let waiting = job_schema(false, Tool::Alembic, &["1975ea83b712"]);
+        let g = decide_job(Some("ae1027a6acf"), None, Some(&waiting), "app");
+        assert!(!g.ready);
+        assert_eq!(g.reason, "WaitingForRevision");
+        assert_eq!(
+            g.message,
+            "needs alembic revision ae1027a6acf; the database is at 1975ea83b712"
+        );
+        // Reached as a head, even before the SchemaMigration is Ready.
+        let there = job_schema(false, Tool::Alembic, &["ae1027a6acf", "27c6a30d7c24"]);
+        assert!(decide_job(Some("ae1027a6acf"), None, Some(&there), "app").ready);
+    }
+
+    #[test]
+    fn numbered_tools_compare_by_version_and_none_waits_for_ready() {
+        assert!(reached(Tool::Flyway, &["1.10".into()], "1.9"));
+        assert!(!reached(Tool::Flyway, &["1.9".into()], "1.10"));
+        assert!(reached(
+            Tool::GolangMigrate,
+            &["20261121093000".into()],
+            "20261121093000"
+        ));
+        assert!(
+            !reached(Tool::Alembic, &["b".into()], "a"),
+            "no order among Alembic names"
+        );
+        let none = job_schema(false, Tool::None, &[]);
+        let g = decide_job(Some("anything"), None, Some(&none), "app");
+        assert_eq!((g.ready, g.reason), (false, "WaitingForMigration"));
+        let none = job_schema(true, Tool::None, &[]);
+        assert!(decide_job(Some("anything"), None, Some(&none), "app").ready);
+    }
+
+    #[test]
+    fn a_job_pod_without_min_revision_is_released_on_ready_and_stays_released() {
+        let running = job_schema(false, Tool::Alembic, &[]);
+        let g = decide_job(None, None, Some(&running), "app");
+        assert_eq!(
+            (g.ready, g.reason, g.message.as_str()),
+            (
+                false,
+                "WaitingForMigration",
+                "waiting for SchemaMigration app to be Ready; the database is at base"
+            )
+        );
+        let ready = job_schema(true, Tool::Alembic, &["ae1027a6acf"]);
+        let g = decide_job(None, None, Some(&ready), "app");
+        assert_eq!(
+            (g.ready, g.message.as_str()),
+            (true, "the database is at ae1027a6acf")
+        );
+        // A later Job runs or fails: the released pod keeps serving.
+        let released = Previous {
+            released: true,
+            needs: None,
+        };
+        let failing = job_schema(false, Tool::Alembic, &["ae1027a6acf"]);
+        assert!(decide_job(None, Some(&released), Some(&failing), "app").ready);
+        assert!(decide_job(Some("ffff"), Some(&released), Some(&failing), "app").ready);
     }
 }

@@ -80,7 +80,22 @@ pub async fn reconcile(pod: Arc<Pod>, gates: Arc<GateContext>) -> Result<Action>
             .map(|v| Some(Version(v)))
             .ok_or_else(|| text.clone()),
     };
-    let gate = decide::decide(min_revision, previous.as_ref(), schema.as_ref(), &migration);
+    let job_tool = smig
+        .as_ref()
+        .and_then(|s| s.spec.job.as_ref())
+        .map(|j| j.tool);
+    let gate = match job_tool {
+        // The app's own tool: its revisions are names, compared its way.
+        Some(tool) => {
+            let schema = smig.as_ref().map(|s| decide::JobSchema::of(s, tool));
+            let wanted = pod
+                .annotations()
+                .get(MIN_REVISION_ANNOTATION)
+                .map(|t| t.trim());
+            decide::decide_job(wanted, previous.as_ref(), schema.as_ref(), &migration)
+        }
+        None => decide::decide(min_revision, previous.as_ref(), schema.as_ref(), &migration),
+    };
 
     // A released pod is left alone while it stays released: its message
     // would only follow the database's revision, a patch per pod each time

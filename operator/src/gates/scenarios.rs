@@ -36,6 +36,9 @@ fn context() -> (Arc<Context>, ApiHandle) {
         watch_namespace: None,
         max_concurrent_runs: 1,
         identity: "schemaop-test-0".into(),
+        job: crate::controller::job::JobSettings {
+            wrapper_image: None,
+        },
     };
     (
         Context::new(Client::new(service, NS), config, Arc::new(Metrics::new())),
