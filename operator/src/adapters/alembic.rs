@@ -10,7 +10,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+use tokio_postgres::{Client, SimpleQueryMessage, error::SqlState};
+
 use crate::engine::HistoryTable;
+use crate::engine::connection::database_error;
 use crate::engine::sql::{quote_ident, quote_literal};
 
 /// One revision and what it comes after.
@@ -105,6 +108,49 @@ pub fn reached(graph: &[Revision], heads: &[String], revision: &str) -> Reached 
         }
     }
     Reached::No
+}
+
+/// Every revision reached: the current heads and all their ancestors, in
+/// order; the heads alone when the graph is unknown.
+pub fn reached_revisions(graph: &[Revision], heads: &[String]) -> Vec<String> {
+    let by_name: HashMap<&str, &Revision> =
+        graph.iter().map(|r| (r.revision.as_str(), r)).collect();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut stack: Vec<&str> = heads.iter().map(String::as_str).collect();
+    while let Some(name) = stack.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        if let Some(node) = by_name.get(name) {
+            stack.extend(node.down_revisions.iter().map(String::as_str));
+            stack.extend(node.depends_on.iter().map(String::as_str));
+        }
+    }
+    seen.into_iter().map(str::to_string).collect()
+}
+
+/// The graph recorded for the version table `table` (`SCHEMA.TABLE`) beside
+/// `history`; empty when none was ever recorded.
+pub async fn read_graph(
+    client: &Client,
+    history: &HistoryTable,
+    table: &str,
+) -> crate::engine::Result<Vec<Revision>> {
+    let sql = GraphTable::new(history).select_sql(table);
+    match client.simple_query(&sql).await {
+        Ok(messages) => Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => {
+                    let columns: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+                    GraphTable::parse_row(&columns)
+                }
+                _ => None,
+            })
+            .collect()),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
+        Err(e) => Err(database_error("reading Alembic's revision graph", &e)),
+    }
 }
 
 /// The one revision of the graph that `prefix` names, as Alembic accepts

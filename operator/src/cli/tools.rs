@@ -6,16 +6,14 @@ use std::cmp::Ordering;
 
 use clap::Args;
 use serde_json::json;
-use tokio_postgres::SimpleQueryMessage;
-use tokio_postgres::error::SqlState;
 
 use super::output::Reporter;
 use super::wait::{POLL_INTERVAL, Progress, WaitArgs, within};
 use super::{CliError, GlobalArgs, exit};
-use crate::adapters::alembic::{self, GraphTable, Reached, Revision};
+use crate::adapters::alembic::{self, Reached, Revision};
 use crate::adapters::{self, Tool, ToolState, VersionTable, compare_versions};
 use crate::duration::format_duration;
-use crate::engine::connection::{Session, database_error};
+use crate::engine::connection::Session;
 use crate::engine::{Error, MigrationSource, Migrator};
 
 /// Which tool's version table to read, and where it is.
@@ -234,34 +232,18 @@ async fn read_tool(
     };
     let state = adapters::read(&open.client, tool, table).await?;
     let graph = match (tool, table) {
-        (Tool::Alembic, Some(table)) => read_graph(migrator, &open, table).await?,
+        (Tool::Alembic, Some(table)) => {
+            alembic::read_graph(
+                &open.client,
+                &migrator.options().history,
+                &table.to_string(),
+            )
+            .await?
+        }
         _ => Vec::new(),
     };
     *session = Some(open);
     Ok((state, graph))
-}
-
-/// The Alembic graph recorded for `table`; none when never recorded.
-async fn read_graph(
-    migrator: &Migrator<'_>,
-    session: &Session,
-    table: &VersionTable,
-) -> Result<Vec<Revision>, Error> {
-    let sql = GraphTable::new(&migrator.options().history).select_sql(&table.to_string());
-    match session.client.simple_query(&sql).await {
-        Ok(messages) => Ok(messages
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => {
-                    let columns: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
-                    GraphTable::parse_row(&columns)
-                }
-                _ => None,
-            })
-            .collect()),
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
-        Err(e) => Err(database_error("reading Alembic's revision graph", &e)),
-    }
 }
 
 #[cfg(test)]

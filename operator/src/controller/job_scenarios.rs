@@ -16,7 +16,9 @@ use super::fixtures::{
     alembic_job, places_mentioning, schema_migration, url_secret,
 };
 use super::job::{self, JobSettings};
+use crate::adapters::alembic;
 use crate::crd::{RunPhase, SchemaMigration};
+use crate::engine::HistoryTable;
 
 /// The password in the database URL's Secret: it must never leave it.
 const PASSWORD: &str = "s3cr3t-job-pw";
@@ -209,6 +211,52 @@ async fn a_succeeded_job_makes_it_ready_at_the_revision_alembic_recorded() {
         .reconcile(vec![Expect::get_secret(&secret), Expect::list_jobs(&[])])
         .await;
     assert_eq!(action.expect("a reconcile"), Action::requeue(RECHECK));
+}
+
+#[tokio::test]
+async fn a_succeeded_job_lists_every_alembic_revision_reached_from_the_recorded_graph() {
+    // Alembic is at HEAD; schemaop exec recorded the graph base -> mid -> HEAD
+    // beside the history, and an unapplied branch off base.
+    let db = TestDb::new().await;
+    let graph = [
+        ("base0000", vec![]),
+        ("mid00000", vec!["base0000"]),
+        (HEAD, vec!["mid00000"]),
+        ("branch00", vec!["base0000"]),
+    ]
+    .map(|(revision, down)| alembic::Revision {
+        revision: revision.into(),
+        down_revisions: down.into_iter().map(str::to_string).collect(),
+        depends_on: Vec::new(),
+    });
+    let store =
+        alembic::GraphTable::new(&HistoryTable::default()).store_script("alembic_version", &graph);
+    db.execute(&format!(
+        "CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY); \
+         INSERT INTO alembic_version VALUES ('{HEAD}'); {store}"
+    ))
+    .await;
+    let obj = alembic();
+    let job = desired(&obj);
+    let name = job.name_any();
+    let mut harness = Harness::new(obj);
+
+    let (action, _) = harness
+        .reconcile(vec![
+            Expect::get_secret(&url_secret(&db.url)),
+            Expect::list_jobs(&[succeeded(&job)]),
+            Expect::status(StatusIs::ready("UpToDate").revision(HEAD)),
+            Expect::event(EventIs::normal("Migrated").saying(HEAD)),
+            Expect::delete_job(&name, "Background"),
+        ])
+        .await;
+
+    assert_eq!(action.expect("a reconcile"), Action::requeue(RECHECK));
+    let status = harness.object().status.clone().expect("a status");
+    assert_eq!(
+        status.reached_revisions,
+        Some(vec![HEAD.to_string(), "base0000".into(), "mid00000".into()])
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use super::decide::{self, Finding, RECHECK, Verdict};
 use super::error::{Error, Result};
 use super::job::{self, CONTAINER, Found, JobState, OWNER_LABEL, POD_JOB_LABEL, Step};
 use super::{Context, inputs, report};
-use crate::adapters::{self, Tool, ToolState};
+use crate::adapters::{self, Tool, ToolState, alembic};
 use crate::crd::{JobSource, RunPhase, RunStatus, SchemaMigration, SchemaMigrationStatus};
 use crate::engine::{Database, MigrationSource, Migrator, MigratorOptions};
 
@@ -229,8 +229,8 @@ async fn succeeded(
     run: RunStatus,
     retry_after: Duration,
 ) -> Result<Action> {
-    let state = match read_tool(database, source).await {
-        Ok(state) => state,
+    let (state, reached) = match read_tool(database, source, &obj.spec.history).await {
+        Ok(read) => read,
         Err(error) => {
             // The run is recorded as succeeded all the same, so the Job is
             // never run again for want of a reading; the next look reads again.
@@ -285,7 +285,8 @@ async fn succeeded(
         .as_ref()
         .and_then(|s| s.condition(crate::crd::conditions::READY))
         .is_some_and(|c| c.is_true());
-    write(obj, ctx, &verdict, Some(run), current).await?;
+    let revisions = current.map(|current| Revisions { current, reached });
+    write(obj, ctx, &verdict, Some(run), revisions).await?;
     if verdict.ready && !was_ready {
         report::event(
             &ctx.recorder,
@@ -300,14 +301,36 @@ async fn succeeded(
     Ok(Action::requeue(RECHECK))
 }
 
-async fn read_tool(database: Database, source: &JobSource) -> crate::engine::Result<ToolState> {
+/// The tool's state, and for Alembic every revision reached by the graph
+/// `schemaop exec` recorded beside the history, when there is one.
+async fn read_tool(
+    database: Database,
+    source: &JobSource,
+    history: &crate::crd::History,
+) -> crate::engine::Result<(ToolState, Option<Vec<String>>)> {
     let empty = MigrationSource::default();
     let migrator = Migrator::new(&empty, database, MigratorOptions::default());
     let session = migrator.connect().await?;
     // The CRD's pattern admits only names this parses.
     let table = source.version_table().ok().flatten();
-    adapters::read(&session.client, source.tool, table.as_ref()).await
+    let state = adapters::read(&session.client, source.tool, table.as_ref()).await?;
+    // The graph is keyed by the version table as exec names it: the
+    // default one when none is given.
+    let graph_key = adapters::VersionTable::for_tool(source.tool, table.as_ref());
+    let reached = match (source.tool, &graph_key) {
+        (Tool::Alembic, Some(table)) => {
+            let history = crate::engine::HistoryTable::new(&history.schema, &history.table);
+            let graph = alembic::read_graph(&session.client, &history, &table.to_string()).await?;
+            let reached = alembic::reached_revisions(&graph, &state.current);
+            (!graph.is_empty() && reached.len() <= MAX_REACHED).then_some(reached)
+        }
+        _ => None,
+    };
+    Ok((state, reached))
 }
+
+/// At most this many revisions go into `status.reachedRevisions`.
+const MAX_REACHED: usize = 2000;
 
 /// The log of the newest failed pod's migration container, or why it could
 /// not be read.
@@ -406,20 +429,28 @@ fn ready(message: String) -> Verdict {
     }
 }
 
+/// What the tool's version table said, for the status.
+struct Revisions {
+    current: String,
+    /// Alembic's heads and their ancestors, when the graph is known.
+    reached: Option<Vec<String>>,
+}
+
 /// Writes the three conditions, the run, and the revisions of job mode.
 async fn write(
     obj: &SchemaMigration,
     ctx: &Context,
     verdict: &Verdict,
     run: Option<RunStatus>,
-    current: Option<String>,
+    current: Option<Revisions>,
 ) -> Result<()> {
     let mut status: SchemaMigrationStatus = obj.status.clone().unwrap_or_default();
     status.observed_generation = obj.metadata.generation;
     status.target_revision = Some(obj.spec.target_revision.clone());
     status.pending_migrations = None;
-    if current.is_some() {
-        status.current_revision = current;
+    if let Some(Revisions { current, reached }) = current {
+        status.current_revision = Some(current);
+        status.reached_revisions = reached;
     }
     status.run = run;
     decide::set_conditions(&mut status, obj.metadata.generation, verdict);

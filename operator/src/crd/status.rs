@@ -41,6 +41,16 @@ pub struct SchemaMigrationStatus {
     #[schemars(length(max = 1024))]
     pub current_revision: Option<String>,
 
+    /// With `spec.job` and tool `alembic`: every revision the database has
+    /// reached, its heads and all their ancestors, from the revision graph
+    /// that `schemaop exec` recorded when the Job ran under it. The
+    /// readiness gates release a pod whose `schemaop.dev/min-revision` is
+    /// among them. Absent when no graph was recorded (the Job ran without
+    /// the wrapper) or it holds more than 2,000: then only a head counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub reached_revisions: Option<Vec<String>>,
+
     /// The version that `spec.targetRevision` resolved to, as a decimal
     /// string; for `latest`, the newest version in the source. With
     /// `spec.job`, `spec.targetRevision` as written.

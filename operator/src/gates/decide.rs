@@ -205,6 +205,8 @@ pub struct JobSchema {
     /// The current revision(s) as `status.currentRevision` lists them;
     /// empty when unknown or at base.
     pub current: Vec<String>,
+    /// For Alembic, `status.reachedRevisions`: the heads and every ancestor.
+    pub reached: Option<Vec<String>>,
 }
 
 impl JobSchema {
@@ -217,10 +219,15 @@ impl JobSchema {
             .filter(|c| *c != "base")
             .map(|c| c.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
+        let reached = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.reached_revisions.clone());
         JobSchema {
             ready: schema.ready,
             tool,
             current,
+            reached,
         }
     }
 
@@ -235,12 +242,14 @@ impl JobSchema {
 
 /// Whether the tool's current revision(s) have reached `wanted`, by the
 /// tool's order: a version at or above it for Flyway, golang-migrate, sqlx
-/// and dbmate; for Alembic and Django, only `wanted` itself among the
-/// current heads (an ancestor of a head is not known to the gate); never
-/// for `none`, which keeps no revision.
-pub fn reached(tool: Tool, current: &[String], wanted: &str) -> bool {
+/// and dbmate; for Alembic, a head or an ancestor of one when the graph is
+/// known (`reached`), else only a head; for Django, only `wanted` itself
+/// among the apps' latest migrations; never for `none`, which keeps no
+/// revision. Revisions are compared whole: a prefix could name another one.
+pub fn reached(tool: Tool, current: &[String], reached: Option<&[String]>, wanted: &str) -> bool {
     match tool {
-        Tool::Alembic | Tool::Django => current.iter().any(|c| c == wanted),
+        Tool::Alembic => reached.unwrap_or(current).iter().any(|r| r == wanted),
+        Tool::Django => current.iter().any(|c| c == wanted),
         Tool::Flyway | Tool::GolangMigrate | Tool::Sqlx | Tool::Dbmate => current
             .iter()
             .any(|c| compare_versions(c, wanted) != std::cmp::Ordering::Less),
@@ -265,7 +274,13 @@ pub fn decide_job(
     };
     let (ready, message) = match min_revision {
         Some(wanted) if schema.tool != Tool::None => (
-            released || reached(schema.tool, &schema.current, wanted),
+            released
+                || reached(
+                    schema.tool,
+                    &schema.current,
+                    schema.reached.as_deref(),
+                    wanted,
+                ),
             format!(
                 "needs {} revision {wanted}; the database is at {}",
                 schema.tool,
@@ -470,6 +485,7 @@ mod tests {
             ready,
             tool,
             current: current.iter().map(|c| c.to_string()).collect(),
+            reached: None,
         }
     }
 
@@ -489,16 +505,35 @@ mod tests {
     }
 
     #[test]
+    fn an_alembic_ancestor_of_a_head_is_reached_when_the_graph_is_known() {
+        // The database is at head c; b came before it, d is not applied.
+        let mut at_c = job_schema(false, Tool::Alembic, &["c"]);
+        let held = decide_job(Some("b"), None, Some(&at_c), "app");
+        assert!(!held.ready, "without the graph only a head counts");
+
+        at_c.reached = Some(vec!["a".into(), "b".into(), "c".into()]);
+
+        assert!(decide_job(Some("b"), None, Some(&at_c), "app").ready);
+        assert!(decide_job(Some("c"), None, Some(&at_c), "app").ready);
+        assert!(!decide_job(Some("d"), None, Some(&at_c), "app").ready);
+        assert!(
+            !decide_job(Some("c0"), None, Some(&at_c), "app").ready,
+            "whole revisions only"
+        );
+    }
+
+    #[test]
     fn numbered_tools_compare_by_version_and_none_waits_for_ready() {
-        assert!(reached(Tool::Flyway, &["1.10".into()], "1.9"));
-        assert!(!reached(Tool::Flyway, &["1.9".into()], "1.10"));
+        assert!(reached(Tool::Flyway, &["1.10".into()], None, "1.9"));
+        assert!(!reached(Tool::Flyway, &["1.9".into()], None, "1.10"));
         assert!(reached(
             Tool::GolangMigrate,
             &["20261121093000".into()],
+            None,
             "20261121093000"
         ));
         assert!(
-            !reached(Tool::Alembic, &["b".into()], "a"),
+            !reached(Tool::Alembic, &["b".into()], None, "a"),
             "no order among Alembic names"
         );
         let none = job_schema(false, Tool::None, &[]);
