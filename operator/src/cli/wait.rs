@@ -97,15 +97,19 @@ pub async fn run(
         }
         return super::tools::wait(args, global, reporter).await;
     }
-    let revision = args
-        .revision
-        .as_deref()
-        .map(str::parse::<Version>)
-        .transpose()
-        .map_err(CliError::Usage)?;
     let outcome = match mode {
-        Mode::Kubernetes { name } => wait_for_migration(args, revision, name).await,
-        Mode::Database => wait_for_database(args, revision, global, reporter).await?,
+        // A SchemaMigration of `spec.job` has its tool's revisions, which
+        // need not be numbers: what the text means is known once it is read.
+        Mode::Kubernetes { name } => wait_for_migration(args, name).await,
+        Mode::Database => {
+            let revision = args
+                .revision
+                .as_deref()
+                .map(str::parse::<Version>)
+                .transpose()
+                .map_err(CliError::Usage)?;
+            wait_for_database(args, revision, global, reporter).await?
+        }
     };
     Ok(outcome.report(reporter))
 }
@@ -192,6 +196,53 @@ pub fn judge_migration(migration: &SchemaMigration, revision: Option<Version>) -
         )),
         None => Verdict::Waiting(format!("no Ready condition yet, at revision {current}")),
     }
+}
+
+/// Judges a SchemaMigration for `--revision` as given: by version for SQL
+/// migrations, by its tool's order for `spec.job`, as the readiness gates
+/// judge `schemaop.dev/min-revision`.
+pub fn judge(migration: &SchemaMigration, revision: Option<&str>) -> Verdict {
+    let Some(job) = &migration.spec.job else {
+        return match revision.map(str::parse::<Version>).transpose() {
+            Ok(version) => judge_migration(migration, version),
+            Err(_) => Verdict::Stalled {
+                reason: "InvalidRevision".into(),
+                message: format!(
+                    "--revision {} is not a version, and SchemaMigration {} runs SQL \
+                     migrations, whose revisions are versions such as 20261121093000",
+                    revision.unwrap_or_default(),
+                    migration.metadata.name.as_deref().unwrap_or_default()
+                ),
+            },
+        };
+    };
+    let base = judge_migration(migration, None);
+    let Some(wanted) = revision else {
+        return base;
+    };
+    if matches!(base, Verdict::Stalled { .. }) {
+        return base;
+    }
+    let schema = crate::gates::decide::JobSchema::of(migration, job.tool);
+    let observed = migration
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        == migration.metadata.generation;
+    let reached =
+        crate::gates::decide::reached(job.tool, &schema.current, schema.reached.as_deref(), wanted);
+    if observed && reached {
+        return Verdict::Reached { current: None };
+    }
+    Verdict::Waiting(format!(
+        "{} is at {}, not known to have reached {wanted}",
+        job.tool,
+        if schema.current.is_empty() {
+            "base".to_string()
+        } else {
+            schema.current.join(" ")
+        }
+    ))
 }
 
 /// The condition of this type, unless it was computed for an older spec.
@@ -359,7 +410,8 @@ fn with_causes(error: &dyn error::Error) -> String {
 struct Goal {
     name: String,
     namespace: String,
-    revision: Option<Version>,
+    /// As given: a version for SQL migrations, the tool's revision for `spec.job`.
+    revision: Option<String>,
 }
 
 impl fmt::Display for Goal {
@@ -369,14 +421,14 @@ impl fmt::Display for Goal {
             "SchemaMigration {}/{} to be Ready",
             self.namespace, self.name
         )?;
-        if let Some(revision) = self.revision {
+        if let Some(revision) = &self.revision {
             write!(f, " at revision {revision} or above")?;
         }
         Ok(())
     }
 }
 
-async fn wait_for_migration(args: &WaitArgs, revision: Option<Version>, name: String) -> Outcome {
+async fn wait_for_migration(args: &WaitArgs, name: String) -> Outcome {
     let client = match crate::kube_client::client().await {
         Ok(client) => client,
         Err(error) => {
@@ -400,7 +452,7 @@ async fn wait_for_migration(args: &WaitArgs, revision: Option<Version>, name: St
     let goal = Goal {
         name,
         namespace,
-        revision,
+        revision: args.revision.clone(),
     };
     let api = Api::namespaced(client, &goal.namespace);
     let mut seen = None;
@@ -435,8 +487,8 @@ async fn watch_migration(
     let mut events = pin!(watcher::watch_object(api, &goal.name).default_backoff());
     while let Some(event) = events.next().await {
         let now = match event {
-            Ok(Some(migration)) => match judge_migration(&migration, goal.revision) {
-                Verdict::Reached { current } => return ready(goal, current),
+            Ok(Some(migration)) => match judge(&migration, goal.revision.as_deref()) {
+                Verdict::Reached { current } => return ready(goal, &migration, current),
                 Verdict::Stalled { reason, message } => return stalled(goal, &reason, &message),
                 Verdict::Waiting(now) => now,
             },
@@ -456,8 +508,16 @@ async fn watch_migration(
     )
 }
 
-fn ready(goal: &Goal, current: Option<Version>) -> Outcome {
-    let at = current.map_or_else(|| REVISION_NONE.into(), |v| v.to_string());
+fn ready(goal: &Goal, migration: &SchemaMigration, current: Option<Version>) -> Outcome {
+    // A job's tool names its revisions; the status says them as they are.
+    let at = match (&migration.spec.job, current) {
+        (Some(_), _) => migration
+            .status
+            .as_ref()
+            .and_then(|s| s.current_revision.clone())
+            .unwrap_or_else(|| REVISION_NONE.into()),
+        (None, current) => current.map_or_else(|| REVISION_NONE.into(), |v| v.to_string()),
+    };
     Outcome::Reached {
         summary: format!(
             "SchemaMigration {}/{} is Ready at revision {at}",
@@ -757,6 +817,65 @@ mod tests {
         }
     }
 
+    /// A SchemaMigration of `spec.job` with Alembic, at `heads`, having
+    /// reached `reached` by the recorded graph.
+    fn alembic_job(heads: &str, reached: Option<&[&str]>) -> SchemaMigration {
+        let mut migration = migration(Some(up_to_date(heads)));
+        migration.spec.source = None;
+        migration.spec.job = Some(
+            serde_json::from_value(json!({
+                "image": "registry.example.com/app:1.4.2",
+                "command": ["alembic", "upgrade", "head"],
+                "tool": "alembic",
+            }))
+            .expect("a job source"),
+        );
+        if let Some(status) = migration.status.as_mut() {
+            status.reached_revisions = reached.map(|r| r.iter().map(|s| s.to_string()).collect());
+        }
+        migration
+    }
+
+    #[test]
+    fn a_job_is_judged_by_its_tools_revisions_not_as_versions() {
+        let at_head = alembic_job("ae1027a6acf", Some(&["1975ea83b712", "ae1027a6acf"]));
+
+        assert_eq!(
+            judge(&at_head, Some("ae1027a6acf")),
+            Verdict::Reached { current: None }
+        );
+        assert_eq!(
+            judge(&at_head, Some("1975ea83b712")),
+            Verdict::Reached { current: None },
+            "an ancestor of the head"
+        );
+        let text = waiting_text(judge(&at_head, Some("27c6a30d7c24")));
+        assert!(text.contains("alembic is at ae1027a6acf"), "{text}");
+        let no_graph = alembic_job("ae1027a6acf", None);
+        assert!(matches!(
+            judge(&no_graph, Some("1975ea83b712")),
+            Verdict::Waiting(_)
+        ));
+    }
+
+    #[test]
+    fn a_name_given_for_sql_migrations_is_refused_saying_why() {
+        let sql = migration(Some(up_to_date("7")));
+
+        let Verdict::Stalled { reason, message } = judge(&sql, Some("ae1027a6acf")) else {
+            panic!("expected a refusal");
+        };
+
+        assert_eq!(reason, "InvalidRevision");
+        assert!(message.contains("runs SQL migrations"), "{message}");
+        assert_eq!(
+            judge(&sql, Some("7")),
+            Verdict::Reached {
+                current: Some(Version(7))
+            }
+        );
+    }
+
     #[test]
     fn ready_at_or_above_the_revision_is_reached() {
         let ready = migration(Some(up_to_date("7")));
@@ -1040,7 +1159,7 @@ mod tests {
         Goal {
             name: "app".into(),
             namespace: "apps".into(),
-            revision,
+            revision: revision.map(|v| v.to_string()),
         }
     }
 
