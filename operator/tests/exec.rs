@@ -407,6 +407,42 @@ async fn a_failing_command_passes_its_exit_code_through_and_is_audited_failed() 
         audit[1],
         "alembic|alembic upgrade no_such_revision|failed|255|base|base|exited with 255"
     );
+
+    // history --tool shows the tool's runs from the audit log, and only them.
+    let history = run(schemaop(&db, &["history", "--tool", "alembic"]))
+        .await
+        .expect(0);
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", history.stdout);
+    assert!(lines[0].starts_with("AT (UTC)"), "{}", history.stdout);
+    for needle in [
+        "failed",
+        "255",
+        "base -> base",
+        "alembic upgrade no_such_revision",
+    ] {
+        assert!(lines[1].contains(needle), "{needle}: {}", history.stdout);
+    }
+    let json = run(schemaop(
+        &db,
+        &["history", "--tool", "none", "--output", "json"],
+    ))
+    .await
+    .expect(0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let runs = json["history"].as_array().expect("the runs");
+    assert_eq!(runs.len(), 1, "{json}");
+    assert_eq!(runs[0]["exit_code"], 42);
+    assert_eq!(runs[0]["outcome"], "failed");
+    assert!(!json.to_string().contains(SECRET), "{json}");
+    let none_yet = TestDb::new().await;
+    let empty = run(schemaop(&none_yet, &["history", "--tool", "flyway"]))
+        .await
+        .expect(0);
+    assert_eq!(
+        empty.stdout,
+        "no flyway command has run under schemaop exec\n"
+    );
 }
 
 #[tokio::test]

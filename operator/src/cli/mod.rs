@@ -192,12 +192,18 @@ pub enum Command {
         #[command(flatten)]
         tool: tools::ToolArgs,
     },
-    /// List applied migrations, oldest first.
+    /// List applied migrations, oldest first; with --tool, that tool's
+    /// commands run under `schemaop exec`, from the audit log.
     History {
         /// Also each migration's state, checksum and any error, as
         /// `alembic history --verbose` shows more.
         #[arg(short, long)]
         verbose: bool,
+        /// List the runs of this tool's commands under `schemaop exec`:
+        /// when, by whom, the command, its exit code and the tool's revision
+        /// before and after.
+        #[arg(long, value_name = "TOOL", value_parser = |s: &str| s.parse::<crate::adapters::Tool>())]
+        tool: Option<crate::adapters::Tool>,
     },
     /// Show applied, pending and drifted migrations.
     Status,
@@ -537,6 +543,12 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
     {
         return tools::current(tool, global, reporter).await;
     }
+    if let Command::History {
+        tool: Some(tool), ..
+    } = &cli.command
+    {
+        return tools::history(*tool, global, reporter).await;
+    }
     let source = match &cli.command {
         // They read only the database: no folder is needed, and a broken
         // one must not hide what the database says.
@@ -596,7 +608,7 @@ async fn run(cli: Cli, reporter: &Reporter) -> Result<u8, CliError> {
             let session = migrator.connect().await?;
             reporter.current(migrator.history(&session).await?.current());
         }
-        Command::History { verbose } => {
+        Command::History { verbose, .. } => {
             let session = migrator.connect().await?;
             reporter.history(&migrator.history(&session).await?, verbose);
         }

@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::CliError;
-use crate::adapters::ToolState;
+use crate::adapters::{Tool, ToolState};
+use crate::engine::history::ExecRecord;
 use crate::engine::status::{State, Status};
 use crate::engine::{Database, Event, History, Plan, RecordState, RunReport, Step, Version};
 
@@ -278,6 +279,46 @@ impl Reporter {
                 }
             }
         }
+    }
+
+    /// `history --tool T`: the tool's runs under `schemaop exec`.
+    pub fn exec_history(&self, tool: Tool, records: &[ExecRecord]) {
+        if !self.human() {
+            return self.json(json!(records));
+        }
+        if records.is_empty() {
+            anstream::println!("no {tool} command has run under schemaop exec");
+            return;
+        }
+        let text = |r: &Option<String>| r.clone().unwrap_or_else(|| "base".into());
+        let rows: Vec<[String; 7]> = records
+            .iter()
+            .map(|r| {
+                [
+                    timestamp(r.at),
+                    r.outcome.clone(),
+                    r.exit_code.map_or_else(|| "-".into(), |c| c.to_string()),
+                    format!(
+                        "{} -> {}",
+                        text(&r.revision_before),
+                        text(&r.revision_after)
+                    ),
+                    format!("{} ms", r.duration_ms),
+                    r.actor.clone(),
+                    r.command.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            [
+                "AT (UTC)", "OUTCOME", "EXIT", "REVISION", "DURATION", "BY", "COMMAND",
+            ],
+            &rows,
+            |row, column| match column {
+                1 if records[row].outcome != "succeeded" => ERROR,
+                _ => Style::new(),
+            },
+        );
     }
 
     pub fn history(&self, history: &History, verbose: bool) {

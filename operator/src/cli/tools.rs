@@ -13,7 +13,8 @@ use super::{CliError, GlobalArgs, exit};
 use crate::adapters::alembic::{self, Reached, Revision};
 use crate::adapters::{self, Tool, ToolState, VersionTable, compare_versions};
 use crate::duration::format_duration;
-use crate::engine::connection::Session;
+use crate::engine::connection::{Session, database_error};
+use crate::engine::history::ExecRecord;
 use crate::engine::{Error, MigrationSource, Migrator};
 
 /// Which tool's version table to read, and where it is.
@@ -124,6 +125,39 @@ pub fn judge_tool(state: &ToolState, graph: &[Revision], revision: &str) -> Tool
             _ => ToolVerdict::Waiting(at),
         },
     }
+}
+
+/// `history --tool T`: every `schemaop exec` of the tool, oldest first, as
+/// the audit log recorded it. A database where exec never ran has none.
+pub async fn history(tool: Tool, global: &GlobalArgs, reporter: &Reporter) -> Result<u8, CliError> {
+    let source = MigrationSource::default();
+    let database = super::database(global)?;
+    reporter.set_database(&database);
+    let migrator = Migrator::new(&source, database, super::options(global));
+    let session = migrator.connect().await?;
+    let sql = migrator.options().history.select_exec_sql(tool.name());
+    let records = match session.client.simple_query(&sql).await {
+        Ok(messages) => messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    let columns: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+                    ExecRecord::parse_row(&columns)
+                }
+                _ => None,
+            })
+            .collect(),
+        // No audit log yet, or one from before exec: nothing was run.
+        Err(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                || e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(database_error("reading the audit log", &e).into()),
+    };
+    reporter.exec_history(tool, &records);
+    Ok(exit::OK)
 }
 
 /// `wait --tool T --revision R` in database mode: polls the tool's version

@@ -81,6 +81,52 @@ impl fmt::Display for RecordState {
     }
 }
 
+/// One `schemaop exec` as the audit log recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExecRecord {
+    pub at: jiff::Timestamp,
+    pub actor: String,
+    /// The command line, passwords hidden.
+    pub command: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    /// None when the command could not be started.
+    pub exit_code: Option<i32>,
+    pub revision_before: Option<String>,
+    pub revision_after: Option<String>,
+    pub duration_ms: i64,
+}
+
+impl ExecRecord {
+    /// Parses one row of [`HistoryTable::select_exec_sql`], as text columns.
+    pub fn parse_row(columns: &[Option<&str>]) -> Option<ExecRecord> {
+        let [
+            at,
+            actor,
+            command,
+            outcome,
+            exit_code,
+            before,
+            after,
+            duration,
+        ] = columns
+        else {
+            return None;
+        };
+        let text = |c: &Option<&str>| c.map(str::to_string);
+        Some(ExecRecord {
+            at: jiff::Timestamp::from_microsecond((*at)?.parse().ok()?).ok()?,
+            actor: text(actor)?,
+            command: text(command)?,
+            outcome: text(outcome)?,
+            exit_code: exit_code.and_then(|c| c.parse().ok()),
+            revision_before: text(before),
+            revision_after: text(after),
+            duration_ms: (*duration)?.parse().ok()?,
+        })
+    }
+}
+
 /// One row of the state table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AppliedMigration {
@@ -423,6 +469,18 @@ impl HistoryTable {
                 .map_or_else(|| "NULL".to_string(), |c| c.to_string()),
             text(entry.revision_before),
             text(entry.revision_after),
+        )
+    }
+
+    /// Reads the audit log's `schemaop exec` entries for `tool`, oldest
+    /// first; timestamps as microseconds, as [`Self::select_sql`] reads them.
+    pub fn select_exec_sql(&self, tool: &str) -> String {
+        format!(
+            "SELECT (extract(epoch FROM at) * 1000000)::bigint, actor, command, outcome, \
+             exit_code, revision_before, revision_after, duration_ms \
+             FROM {} WHERE action = 'exec' AND tool = {} ORDER BY id",
+            self.audit(),
+            quote_literal(tool)
         )
     }
 
