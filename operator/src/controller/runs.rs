@@ -10,7 +10,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,6 +58,17 @@ impl Runs {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             tasks: TaskTracker::new(),
         }
+    }
+
+    /// Takes every run slot, as runs of other objects would, until the
+    /// returned permit is dropped.
+    #[cfg(test)]
+    pub fn occupy_every_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let slots = u32::try_from(self.permits.available_permits()).expect("few slots");
+        self.permits
+            .clone()
+            .try_acquire_many_owned(slots)
+            .expect("slots free before the scenario")
     }
 
     /// Whether any run is under way for the object.
@@ -274,10 +285,19 @@ impl Run {
         let limits = self.inputs.attempts;
         let deadline = Instant::now() + limits.deadline;
         self.set_run(RunPhase::Pending, None);
-        self.write_now().await;
-        // Closed only on shutdown, which cancels this task first.
-        let Ok(_permit) = permits.acquire_owned().await else {
-            return Ok(());
+        // Pending is written only when the run must wait for a slot; a run
+        // that starts at once says so in its first write, as Running.
+        let _permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => {
+                self.write_now().await;
+                // Closed only on shutdown, which cancels this task first.
+                let Ok(permit) = permits.acquire_owned().await else {
+                    return Ok(());
+                };
+                permit
+            }
+            Err(TryAcquireError::Closed) => return Ok(()),
         };
         self.ctx.metrics.run_started();
         let result = tokio::time::timeout_at(deadline, self.attempts(limits)).await;

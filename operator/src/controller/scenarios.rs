@@ -44,18 +44,14 @@ const UNREACHABLE_URL: &str = "postgres://app:s3cr3t-pw@127.0.0.1:1/db";
 /// the reconcile has started it.
 fn run_from_none_to_2() -> Vec<Expect> {
     vec![
-        // The run takes over the status the reconcile computed...
+        // The run takes over the status the reconcile computed and, with a
+        // slot free, starts its first attempt at once: Pending is not shown...
         Expect::status(
             StatusIs::reconciling("Migrating")
                 .saying("applying 2 migration(s) to go from none to 2")
                 .revision("none")
                 .target("2")
                 .pending(2)
-                .run(RunPhase::Pending),
-        ),
-        // ...starts its first attempt...
-        Expect::status(
-            StatusIs::reconciling("Migrating")
                 .run(RunPhase::Running)
                 .attempt(1),
         ),
@@ -90,6 +86,41 @@ fn run_from_none_to_2() -> Vec<Expect> {
 fn then(mut first: Vec<Expect>, rest: Vec<Expect>) -> Vec<Expect> {
     first.extend(rest);
     first
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_a_free_slot_shows_pending_until_it_starts() {
+    let db = TestDb::new().await;
+    let secret = url_secret(&db.url);
+    let mut harness = Harness::new(schema_migration().inline(&MIGRATIONS).build());
+    // Runs of other objects hold every slot until the Pending status is seen.
+    let busy = harness.ctx.runs.occupy_every_slot();
+
+    let mut started = run_from_none_to_2();
+    started[0] = Expect::status(
+        StatusIs::reconciling("Migrating")
+            .run(RunPhase::Running)
+            .attempt(1),
+    );
+    let (action, _) = harness
+        .reconcile(then(
+            vec![
+                Expect::get_secret(&secret),
+                Expect::status(
+                    StatusIs::reconciling("Migrating")
+                        .saying("applying 2 migration(s) to go from none to 2")
+                        .revision("none")
+                        .target("2")
+                        .pending(2)
+                        .run(RunPhase::Pending),
+                )
+                .before_answering(move || async move { drop(busy) }),
+            ],
+            started,
+        ))
+        .await;
+    assert_eq!(action.expect("a reconcile"), Action::await_change());
+    assert_eq!(db.applied().await, [1, 2]);
 }
 
 // --- 1. up to date -------------------------------------------------------------
@@ -185,7 +216,6 @@ async fn a_long_migration_shows_itself_once_the_status_window_ends() {
     let (action, _) = harness
         .reconcile(vec![
             Expect::get_secret(&secret),
-            Expect::status(StatusIs::reconciling("Migrating").run(RunPhase::Pending)),
             Expect::status(
                 StatusIs::reconciling("Migrating")
                     .run(RunPhase::Running)
@@ -498,10 +528,6 @@ async fn an_allowed_downgrade_reverts_in_a_run() {
                     .revision("2")
                     .target("1")
                     .pending(1)
-                    .run(RunPhase::Pending),
-            ),
-            Expect::status(
-                StatusIs::reconciling("Migrating")
                     .run(RunPhase::Running)
                     .attempt(1),
             ),
@@ -612,7 +638,6 @@ const BROKEN: [(&str, &str); 2] = [
 /// What a run of [`BROKEN`] from an empty database sends.
 fn run_failing_at_2() -> Vec<Expect> {
     vec![
-        Expect::status(StatusIs::reconciling("Migrating").run(RunPhase::Pending)),
         Expect::status(
             StatusIs::reconciling("Migrating")
                 .run(RunPhase::Running)
@@ -673,13 +698,12 @@ async fn a_run_that_gave_up_on_the_database_is_reported_once() {
     let (action, _) = harness
         .reconcile(vec![
             Expect::get_secret(&secret),
-            Expect::status(StatusIs::reconciling("Migrating").run(RunPhase::Pending))
-                .before_answering(move || as_admin(close)),
             Expect::status(
                 StatusIs::reconciling("Migrating")
                     .run(RunPhase::Running)
                     .attempt(1),
-            ),
+            )
+            .before_answering(move || as_admin(close)),
             // The Event and the condition give the same reason.
             Expect::event(
                 EventIs::warning("DatabaseUnreachable")
