@@ -66,6 +66,28 @@ pub struct Gate {
 
 const NEEDS: &str = "needs revision ";
 
+/// How a message ends: with the database's revision when it was written.
+/// A released pod's is read as now; a held pod's as then, since a held pod
+/// is not patched again while its wait stays the same.
+const DATABASE_IS_AT: &str = "; the database is at ";
+const DATABASE_WAS_AT: &str = "; the database was at ";
+
+/// What a gate's message says the pod waits for, without the database's
+/// revision at the time it was written.
+pub fn wait_of(message: &str) -> &str {
+    message
+        .split_once("; the database ")
+        .map_or(message, |(wait, _)| wait)
+}
+
+/// A held pod's message speaks of the database in the past tense.
+fn as_written(mut gate: Gate) -> Gate {
+    if !gate.ready {
+        gate.message = gate.message.replacen(DATABASE_IS_AT, DATABASE_WAS_AT, 1);
+    }
+    gate
+}
+
 /// Reads back what [`Gate::message`] recorded.
 pub fn previous(status: Option<&str>, message: Option<&str>) -> Option<Previous> {
     let status = status?;
@@ -102,6 +124,15 @@ fn needs_message(needs: Version, current: Option<Version>) -> String {
 ///   stall; it is held back again only if the database goes below what it
 ///   needs.
 pub fn decide(
+    min_revision: Result<Option<Version>, String>,
+    previous: Option<&Previous>,
+    schema: Option<&Schema>,
+    migration: &str,
+) -> Gate {
+    as_written(decide_now(min_revision, previous, schema, migration))
+}
+
+fn decide_now(
     min_revision: Result<Option<Version>, String>,
     previous: Option<&Previous>,
     schema: Option<&Schema>,
@@ -268,6 +299,15 @@ pub fn decide_job(
     schema: Option<&JobSchema>,
     migration: &str,
 ) -> Gate {
+    as_written(decide_job_now(min_revision, previous, schema, migration))
+}
+
+fn decide_job_now(
+    min_revision: Option<&str>,
+    previous: Option<&Previous>,
+    schema: Option<&JobSchema>,
+    migration: &str,
+) -> Gate {
     let released = previous.is_some_and(|p| p.released);
     let Some(schema) = schema else {
         return decide(Ok(None), previous, None, migration);
@@ -358,7 +398,7 @@ mod tests {
     fn min_revision_releases_once_the_database_reaches_it() {
         let (g, _) = gate(Some(20), None, Some(schema(false, v(10), v(30))));
         assert_eq!((g.ready, g.reason), (false, "WaitingForRevision"));
-        assert_eq!(g.message, "needs revision 20; the database is at 10");
+        assert_eq!(g.message, "needs revision 20; the database was at 10");
 
         // Mid-run, not Ready yet: min-revision asks only for the revision.
         let (g, _) = gate(
@@ -430,7 +470,7 @@ mod tests {
             Some(schema(true, v(20), v(20))),
         );
         assert_eq!((g.ready, g.reason), (false, "SchemaBelowRevision"));
-        assert_eq!(g.message, "needs revision 30; the database is at 20");
+        assert_eq!(g.message, "needs revision 30; the database was at 20");
         // Back up: released again.
         let (g, _) = gate(None, next, Some(schema(true, v(30), v(30))));
         assert!(g.ready);
@@ -497,7 +537,7 @@ mod tests {
         assert_eq!(g.reason, "WaitingForRevision");
         assert_eq!(
             g.message,
-            "needs alembic revision ae1027a6acf; the database is at 1975ea83b712"
+            "needs alembic revision ae1027a6acf; the database was at 1975ea83b712"
         );
         // Reached as a head, even before the SchemaMigration is Ready.
         let there = job_schema(false, Tool::Alembic, &["ae1027a6acf", "27c6a30d7c24"]);
@@ -552,7 +592,7 @@ mod tests {
             (
                 false,
                 "WaitingForMigration",
-                "waiting for SchemaMigration app to be Ready; the database is at base"
+                "waiting for SchemaMigration app to be Ready; the database was at base"
             )
         );
         let ready = job_schema(true, Tool::Alembic, &["ae1027a6acf"]);

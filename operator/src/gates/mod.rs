@@ -97,15 +97,16 @@ pub async fn reconcile(pod: Arc<Pod>, gates: Arc<GateContext>) -> Result<Action>
         None => decide::decide(min_revision, previous.as_ref(), schema.as_ref(), &migration),
     };
 
-    // A released pod is left alone while it stays released: its message
-    // would only follow the database's revision, a patch per pod each time
-    // a later migration runs. A held pod's message tells its wait, so it is
-    // kept up to date.
+    // A pod is patched when what it waits for changes, not when the
+    // database moves on: following each migration's progress cost a patch
+    // per held pod per step, and one per released pod per later migration.
+    // The SchemaMigration's status tells the progress.
     let unchanged = existing.is_some_and(|c| {
         c.status == status_text(&gate)
             && (gate.ready
                 || c.reason.as_deref() == Some(gate.reason)
-                    && c.message.as_deref() == Some(gate.message.as_str()))
+                    && c.message.as_deref().map(decide::wait_of)
+                        == Some(decide::wait_of(&gate.message)))
     });
     if unchanged {
         return Ok(Action::await_change());
