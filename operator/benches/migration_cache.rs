@@ -1,9 +1,10 @@
-//! How much memory the controller's watch cache of SchemaMigrations holds.
-//! N kubectl-applied SchemaMigrations with inline SQL, as the API server
-//! sends them, are put in a kube reflector store whole (the baseline: what
-//! the cache held before) and trimmed as the controller now keeps them.
-//! Measured in the same run with a counting allocator, so the ratio is exact
-//! and not at the mercy of the allocator's free lists.
+//! How much memory the operator's two watch caches of SchemaMigrations hold:
+//! the controller's and the readiness gates'. N kubectl-applied
+//! SchemaMigrations with inline SQL, as the API server sends them, are put
+//! in a kube reflector store whole (the baseline: what each cache held
+//! before), trimmed as the controller keeps them, and trimmed as the gates
+//! keep them. Measured in the same run with a counting allocator, so the
+//! ratios are exact and not at the mercy of the allocator's free lists.
 //!
 //!   cargo bench --bench migration_cache            N = 200 and 1,000
 //!   SCHEMAOP_BENCH_MIGRATIONS=5000 cargo bench --bench migration_cache
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use kube::runtime::{reflector, watcher};
 use schemaop::controller::cache;
 use schemaop::crd::SchemaMigration;
+use schemaop::gates::trim_migration;
 use serde_json::{Value, json};
 
 /// Bytes allocated and not yet freed.
@@ -175,7 +177,7 @@ fn main() {
         Err(_) => vec![200, 1_000],
     };
     println!(
-        "controller cache: heap held by N kubectl-applied SchemaMigrations, {} B each as sent",
+        "SchemaMigration caches: heap held by N kubectl-applied SchemaMigrations, {} B each as sent",
         schema_migration(0).len()
     );
     println!(
@@ -186,14 +188,21 @@ fn main() {
     for count in counts {
         let whole = cached(count, |_| {});
         let controller = cached(count, cache::trim);
+        let gates = cached(count, trim_migration);
         let per = |bytes: isize| bytes / count as isize;
         println!(
-            "  N = {count:>5}: whole {:>6} B/object ({:>6.2} MiB); controller {:>5} B/object ({:>6.2} MiB): {:.1}x smaller",
+            "  N = {count:>5}: whole {:>6} B/object; controller {:>5} B/object ({:.1}x smaller); gates {:>5} B/object ({:.1}x smaller)",
             per(whole),
-            mib(whole),
             per(controller),
-            mib(controller),
             whole as f64 / controller as f64,
+            per(gates),
+            whole as f64 / gates as f64,
+        );
+        println!(
+            "             both caches: whole twice {:>6.2} MiB, trimmed {:>6.2} MiB ({:.1}x smaller)",
+            mib(2 * whole),
+            mib(controller + gates),
+            (2 * whole) as f64 / (controller + gates) as f64,
         );
     }
 }
