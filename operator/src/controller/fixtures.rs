@@ -197,6 +197,63 @@ impl SchemaMigrationBuilder {
     }
 }
 
+/// `obj` as the API server sends it once `kubectl apply` made it and the
+/// operator wrote its status: the manifest again, in kubectl's annotation,
+/// and the managed fields of both writers.
+pub fn kubectl_applied(obj: SchemaMigration) -> SchemaMigration {
+    let mut value = serde_json::to_value(&obj).expect("a SchemaMigration serializes");
+    let manifest = json!({
+        "apiVersion": value["apiVersion"],
+        "kind": value["kind"],
+        "metadata": {
+            "annotations": value["metadata"]["annotations"].as_object().cloned().unwrap_or_default(),
+            "name": value["metadata"]["name"],
+            "namespace": value["metadata"]["namespace"],
+        },
+        "spec": value["spec"],
+    });
+    let meta = value["metadata"].as_object_mut().expect("metadata");
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("annotations");
+    annotations.insert(
+        super::cache::LAST_APPLIED_ANNOTATION.into(),
+        json!(format!("{manifest}\n")),
+    );
+    let spec_fields = fields_of(&value["spec"]);
+    let status_fields = fields_of(&value["status"]);
+    value["metadata"]["managedFields"] = json!([
+        {
+            "manager": "kubectl-client-side-apply", "operation": "Update",
+            "apiVersion": "schemaop.dev/v1alpha1", "time": "2026-12-01T10:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {"f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}}},
+                "f:spec": spec_fields,
+            },
+        },
+        {
+            "manager": "schemaop", "operation": "Apply",
+            "apiVersion": "schemaop.dev/v1alpha1", "time": "2026-12-01T10:00:05Z",
+            "fieldsType": "FieldsV1", "subresource": "status",
+            "fieldsV1": {"f:status": status_fields},
+        },
+    ]);
+    serde_json::from_value(value).expect("still a SchemaMigration")
+}
+
+/// `{"f:KEY": {}}` for each key of `value`, as managed fields list them.
+fn fields_of(value: &Value) -> serde_json::Map<String, Value> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, _)| (format!("f:{key}"), json!({})))
+        .collect()
+}
+
 /// `spec.job` for an Alembic app: `alembic upgrade head` from its image.
 pub fn alembic_job() -> crd::JobSource {
     serde_json::from_value(json!({

@@ -10,11 +10,13 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
+use super::cache;
 use super::decide::RECHECK;
 use super::fixtures::{
     CapturedLogs, EventIs, Expect, Harness, StatusIs, TestDb, URL_SECRET, WRAPPER_IMAGE,
-    alembic_job, places_mentioning, schema_migration, url_secret,
+    alembic_job, kubectl_applied, places_mentioning, schema_migration, url_secret,
 };
+use super::inputs::RETRY_ANNOTATION;
 use super::job::{self, JobSettings};
 use crate::adapters::alembic;
 use crate::crd::{RunPhase, SchemaMigration};
@@ -133,6 +135,44 @@ async fn a_job_spec_creates_its_job_with_the_exact_body_and_no_secret_value_anyw
     assert_eq!(
         created["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"],
         json!({"secretKeyRef": {"name": URL_SECRET, "key": "url", "optional": false}})
+    );
+}
+
+/// The controller reconciles what its watch cache holds: a kubectl-applied
+/// object, trimmed. The retry annotation it keeps is part of the Job's name.
+#[tokio::test]
+async fn a_retried_job_spec_from_the_trimmed_cache_creates_the_job_of_the_whole_object() {
+    let whole = kubectl_applied(
+        schema_migration()
+            .job(alembic_job())
+            .target("head")
+            .annotation(RETRY_ANNOTATION, "1733050000")
+            .build(),
+    );
+    let job = desired(&whole);
+    assert_ne!(job.name_any(), desired(&alembic()).name_any());
+    let name = job.name_any();
+    let mut cached = whole.clone();
+    cache::trim(&mut cached);
+    let mut harness = Harness::new(cached);
+
+    let (action, _) = harness
+        .reconcile(vec![
+            Expect::get_secret(&url_secret(URL)),
+            Expect::list_jobs(&[]),
+            Expect::create_job(&job),
+            Expect::event(EventIs::normal("JobCreated").action("Migrate")),
+            Expect::list_pods(&name, &[]),
+            Expect::status(
+                StatusIs::reconciling("Migrating")
+                    .run(RunPhase::Running)
+                    .job(name.clone(), None),
+            ),
+        ])
+        .await;
+    assert_eq!(
+        action.expect("a reconcile"),
+        Action::requeue(Duration::from_secs(5))
     );
 }
 

@@ -2,6 +2,7 @@
 //! [`decide`], and hands migrations to supervised [`runs`]. It holds no
 //! migration logic of its own; the engine does the work.
 
+pub mod cache;
 pub mod decide;
 mod error;
 #[cfg(test)]
@@ -26,8 +27,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -257,8 +258,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             Api::all(client.clone()),
         ),
     };
-    let controller = Controller::new(migrations, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // The cache keeps each SchemaMigration trimmed: kubectl's copy of the
+    // manifest and the managed fields would otherwise be most of it.
+    let (store, writer) = reflector::store();
+    let watched = watcher(migrations, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(cache::trim)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(watched, store.clone());
     let stop = shutdown.clone();
     controller
         // A Job of spec.job that ends (or goes) wakes its SchemaMigration.

@@ -11,12 +11,13 @@ pub mod decide;
 #[cfg(test)]
 mod scenarios;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -27,7 +28,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::{Context, Error, Result};
-use crate::crd::{self, SchemaMigration};
+use crate::crd::{
+    self, Condition, JobSource, RunStatus, SchemaMigration, SchemaMigrationSpec,
+    SchemaMigrationStatus,
+};
 use crate::engine::Version;
 use decide::{Gate, Schema};
 
@@ -190,6 +194,108 @@ pub fn trim(pod: &mut Pod) {
         });
 }
 
+/// Keeps of a SchemaMigration only what a gate reads: its name, namespace
+/// and generation, `spec.job.tool`, and of its status the observed
+/// generation, the revisions, the Ready condition's status and time, and the
+/// run's phase and end (see [`decide::Schema::of`], [`decide::JobSchema::of`]
+/// and [`ready_since`]). Its source, which inline holds whole SQL files, the
+/// rest of its spec and metadata, its recent migrations and the conditions'
+/// messages are dropped: the controller keeps its own copy for reconciling.
+///
+/// Fields the types require are left empty: no API server would take such
+/// a spec, but nothing reads it. The spec and status are written out field
+/// by field, so that a field added to them does not compile here until it
+/// is either kept or dropped.
+pub fn trim_migration(smig: &mut SchemaMigration) {
+    let meta = std::mem::take(&mut smig.metadata);
+    smig.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        generation: meta.generation,
+        ..ObjectMeta::default()
+    };
+    let spec = &smig.spec;
+    smig.spec = SchemaMigrationSpec {
+        database: crd::Database::UrlSecretRef(crd::SecretKeyRef {
+            name: String::new(),
+            key: String::new(),
+        }),
+        source: None,
+        job: spec.job.as_ref().map(|job| JobSource {
+            image: String::new(),
+            command: Vec::new(),
+            args: Vec::new(),
+            tool: job.tool,
+            version_table: None,
+            wrap: job.wrap,
+            env: Vec::new(),
+            env_from: Vec::new(),
+            service_account_name: None,
+            resources: None,
+            image_pull_secrets: Vec::new(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            security_context: None,
+            pod_security_context: None,
+            volumes: Vec::new(),
+            volume_mounts: Vec::new(),
+            read_only_root_filesystem: job.read_only_root_filesystem,
+        }),
+        target_revision: String::new(),
+        allow_downgrade: spec.allow_downgrade,
+        allow_out_of_order: spec.allow_out_of_order,
+        history: crd::History {
+            schema: String::new(),
+            table: String::new(),
+        },
+        timeouts: crd::Timeouts {
+            lock_timeout: String::new(),
+            statement_timeout: String::new(),
+            run_deadline: String::new(),
+        },
+        retry: crd::Retry {
+            limit: spec.retry.limit,
+            min_backoff: String::new(),
+            max_backoff: String::new(),
+        },
+        suspend: spec.suspend,
+    };
+    smig.status = smig.status.take().map(|status| SchemaMigrationStatus {
+        observed_generation: status.observed_generation,
+        current_revision: status.current_revision,
+        reached_revisions: status.reached_revisions,
+        target_revision: status.target_revision,
+        pending_migrations: None,
+        run: status.run.map(|run| RunStatus {
+            phase: run.phase,
+            attempt: None,
+            started_at: None,
+            finished_at: run.finished_at,
+            migration: None,
+            lock_holder: None,
+            job: None,
+            pod_phase: None,
+        }),
+        recent_migrations: Vec::new(),
+        conditions: {
+            // collect() reuses the list's allocation: give back the room of
+            // the conditions dropped.
+            let mut ready: Vec<_> = status
+                .conditions
+                .into_iter()
+                .filter(|c| c.type_ == crd::conditions::READY)
+                .map(|c| Condition {
+                    reason: String::new(),
+                    message: String::new(),
+                    ..c
+                })
+                .collect();
+            ready.shrink_to_fit();
+            ready
+        },
+    });
+}
+
 fn has_gate(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
@@ -269,10 +375,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::for_stream(gated, pod_cache);
     let store = controller.store();
     // One watch both caches the SchemaMigrations and wakes their pods; the
-    // cache takes each change before the pods are woken for it.
+    // cache takes each change before the pods are woken for it, and keeps
+    // of it only what a gate reads.
     let (cache, writer) = reflector::store();
     let changes = watcher(migrations, watcher::Config::default())
         .default_backoff()
+        .modify(trim_migration)
         .reflect(writer)
         .touched_objects();
     let gates = Arc::new(GateContext {

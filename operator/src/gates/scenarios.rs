@@ -8,20 +8,21 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodReadinessGate, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Client;
 use kube::client::Body;
 use kube::runtime::{reflector, watcher};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tower_test::mock::Handle;
 
 use super::{
-    CONDITION_TYPE, GateContext, MIGRATION_LABEL, MIN_REVISION_ANNOTATION, reconcile, trim,
+    CONDITION_TYPE, GateContext, MIGRATION_LABEL, MIN_REVISION_ANNOTATION, decide, ready_since,
+    reconcile, trim, trim_migration,
 };
-use crate::controller::fixtures::schema_migration;
+use crate::controller::fixtures::{alembic_job, kubectl_applied, schema_migration};
 use crate::controller::metrics::Metrics;
 use crate::controller::{Context, ControllerConfig};
 use crate::crd::conditions::{self, Condition};
-use crate::crd::{SchemaMigration, SchemaMigrationStatus};
+use crate::crd::{AppliedMigration, RunPhase, RunStatus, SchemaMigration, SchemaMigrationStatus};
 
 const NS: &str = "apps";
 const SMIG: &str = "app-db";
@@ -100,6 +101,14 @@ fn smig(ready: bool, current: &str, target: &str) -> Value {
     serde_json::to_value(schema_migration().generation(3).status(status).build()).unwrap()
 }
 
+/// `smig` as the gates' watch caches it: sent by the API server after
+/// `kubectl apply`, then trimmed.
+fn cached(smig: Value) -> SchemaMigration {
+    let mut smig = kubectl_applied(serde_json::from_value(smig).expect("a SchemaMigration"));
+    trim_migration(&mut smig);
+    smig
+}
+
 fn respond(
     handle_response: tower_test::mock::SendResponse<Response<Body>>,
     code: StatusCode,
@@ -173,8 +182,7 @@ where
     let (cache, mut writer) = reflector::store::<SchemaMigration>();
     writer.apply_watcher_event(&watcher::Event::Init);
     if let Some(smig) = smig {
-        let smig = serde_json::from_value(smig).expect("a SchemaMigration");
-        writer.apply_watcher_event(&watcher::Event::InitApply(smig));
+        writer.apply_watcher_event(&watcher::Event::InitApply(cached(smig)));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
     let gates = Arc::new(GateContext {
@@ -484,6 +492,136 @@ fn trimming_keeps_what_a_gate_reads_and_drops_the_rest() {
     assert!(after * 2 < before, "{before} bytes, then {after}");
 }
 
+/// SchemaMigrations in each state a gate tells apart, with everything a
+/// kubectl-applied one carries that gates do not read.
+fn schema_migrations() -> Vec<SchemaMigration> {
+    let sql = |ready: bool, observed: i64, current: &str, target: &str| {
+        let mut status = SchemaMigrationStatus {
+            observed_generation: Some(observed),
+            current_revision: Some(current.into()),
+            target_revision: Some(target.into()),
+            pending_migrations: Some(0),
+            run: Some(RunStatus {
+                phase: Some(RunPhase::Succeeded),
+                attempt: Some(1),
+                started_at: Some("2026-12-01T10:00:00Z".parse().unwrap()),
+                finished_at: Some("2026-12-01T10:00:03.25Z".parse().unwrap()),
+                ..RunStatus::default()
+            }),
+            ..SchemaMigrationStatus::default()
+        };
+        status.record_applied(AppliedMigration {
+            version: 30,
+            description: "add users".into(),
+            applied_at: "2026-12-01T10:00:02Z".parse().unwrap(),
+            duration: "1.2s".into(),
+        });
+        let since = "2026-12-01T10:00:03Z".parse().unwrap();
+        status
+            .set_condition(Condition::new(conditions::READY, ready, "UpToDate", "at 30").at(since));
+        status.set_condition(
+            Condition::new(conditions::RECONCILING, !ready, "Migrating", "to 40").at(since),
+        );
+        status.set_condition(Condition::new(conditions::STALLED, false, "UpToDate", "").at(since));
+        schema_migration()
+            .inline(&[(
+                "30_users.sql",
+                "CREATE TABLE users (id bigint PRIMARY KEY);",
+            )])
+            .annotation("schemaop.dev/retry", "1")
+            .status(status)
+            .build()
+    };
+    let alembic = |current: &str, reached: Option<&[&str]>| {
+        let status = SchemaMigrationStatus {
+            observed_generation: Some(3),
+            current_revision: Some(current.into()),
+            reached_revisions: reached.map(|r| r.iter().map(|r| r.to_string()).collect()),
+            target_revision: Some("head".into()),
+            ..SchemaMigrationStatus::default()
+        };
+        schema_migration()
+            .job(alembic_job())
+            .target("head")
+            .status(status)
+            .build()
+    };
+    vec![
+        sql(true, 3, "30", "30"),
+        sql(false, 3, "30", "40"),
+        sql(true, 2, "30", "30"),
+        schema_migration().build(),
+        alembic("ae1027a6acf", Some(&["1975ea83b712", "ae1027a6acf"])),
+        alembic("base", None),
+    ]
+    .into_iter()
+    .map(kubectl_applied)
+    .collect()
+}
+
+#[test]
+fn trimming_a_schema_migration_keeps_what_a_gate_reads() {
+    for full in schema_migrations() {
+        let mut trimmed = full.clone();
+        trim_migration(&mut trimmed);
+        let at = full.spec.job.as_ref().map(|j| j.tool);
+        let at = format!("{at:?} {:?}", full.status);
+
+        assert_eq!(
+            (trimmed.namespace(), trimmed.name_any()),
+            (full.namespace(), full.name_any()),
+            "{at}"
+        );
+        assert_eq!(
+            decide::Schema::of(&trimmed),
+            decide::Schema::of(&full),
+            "{at}"
+        );
+        if let Some(job) = &full.spec.job {
+            assert_eq!(trimmed.spec.job.as_ref().map(|j| j.tool), Some(job.tool));
+            assert_eq!(
+                decide::JobSchema::of(&trimmed, job.tool),
+                decide::JobSchema::of(&full, job.tool),
+                "{at}"
+            );
+        } else {
+            assert_eq!(trimmed.spec.job, None, "{at}");
+        }
+        assert_eq!(ready_since(&trimmed), ready_since(&full), "{at}");
+    }
+}
+
+#[test]
+fn trimming_a_schema_migration_drops_its_source_metadata_and_history() {
+    let full = schema_migrations().remove(0);
+    let mut trimmed = full.clone();
+    trim_migration(&mut trimmed);
+
+    assert_eq!(trimmed.spec.source, None);
+    assert_eq!(trimmed.metadata.managed_fields, None);
+    assert_eq!(trimmed.metadata.annotations, None);
+    assert_eq!(trimmed.metadata.uid, None);
+    let status = trimmed.status.as_ref().unwrap();
+    assert_eq!(status.recent_migrations, []);
+    assert_eq!(status.pending_migrations, None);
+    let kept: Vec<_> = status
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.reason.as_str(), c.message.as_str()))
+        .collect();
+    assert_eq!(kept, [(conditions::READY, "", "")]);
+    let run = status.run.as_ref().unwrap();
+    assert_eq!((run.attempt, run.started_at), (None, None));
+
+    let size = |smig: &SchemaMigration| serde_json::to_vec(smig).unwrap().len();
+    assert!(
+        size(&trimmed) * 4 < size(&full),
+        "{} bytes, then {}",
+        size(&full),
+        size(&trimmed)
+    );
+}
+
 #[tokio::test]
 async fn a_trimmed_pod_is_gated_as_the_full_pod_would_be() {
     let mut trimmed = full(pod(true, None, None));
@@ -513,9 +651,7 @@ async fn requests_for(pods: Vec<Pod>, smig: Value) -> Vec<(Method, String)> {
     let (ctx, mut handle) = context();
     let (cache, mut writer) = reflector::store::<SchemaMigration>();
     writer.apply_watcher_event(&watcher::Event::Init);
-    writer.apply_watcher_event(&watcher::Event::InitApply(
-        serde_json::from_value(smig).unwrap(),
-    ));
+    writer.apply_watcher_event(&watcher::Event::InitApply(cached(smig)));
     writer.apply_watcher_event(&watcher::Event::InitDone);
     let gates = Arc::new(GateContext {
         ctx,
