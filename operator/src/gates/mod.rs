@@ -73,6 +73,13 @@ pub async fn reconcile(pod: Arc<Pod>, gates: Arc<GateContext>) -> Result<Action>
     let schema = smig.as_deref().map(Schema::of);
 
     let existing = condition(&pod);
+    // A SchemaMigration the controller has not looked at yet has no target
+    // to hold the pod for; its first status, a moment away, wakes the pod
+    // again. The pod is not ready meanwhile: a readiness gate without its
+    // condition counts as False.
+    if existing.is_none() && smig.as_ref().is_some_and(|s| s.status.is_none()) {
+        return Ok(Action::await_change());
+    }
     let previous = existing.and_then(|c| decide::previous(Some(&c.status), c.message.as_deref()));
     let min_revision = match pod.annotations().get(MIN_REVISION_ANNOTATION) {
         None => Ok(None),

@@ -283,6 +283,20 @@ async fn a_new_pod_during_a_migration_is_held_back_with_an_event() {
 }
 
 #[tokio::test]
+async fn a_new_pod_waits_unwritten_until_its_schema_migration_has_a_status() {
+    // Pods created with their SchemaMigration come before its first status:
+    // a condition written now would only be rewritten once the target is
+    // known, a patch per pod for nothing.
+    let unseen = serde_json::to_value(schema_migration().generation(1).build()).unwrap();
+    scenario(
+        pod(true, None, None),
+        Some(unseen),
+        |api| async move { api },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn progress_leaves_a_held_pod_alone() {
     // Patching each held pod at every step of a run is what made a hundred
     // pods cost hundreds of patches; the SchemaMigration shows the progress.
