@@ -18,20 +18,25 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools libclang-dev \
     && rm -rf /var/lib/apt/lists/* \
     && rustup target add x86_64-unknown-linux-musl
+# bindgen's libclang, asked for musl headers, does not find its own builtin
+# ones (stdbool.h): point it at them.
+ENV BINDGEN_EXTRA_CLANG_ARGS_x86_64_unknown_linux_musl="-I/usr/lib/llvm-14/lib/clang/14.0.6/include"
 WORKDIR /src
 
 # Dependencies first, from the manifests alone, with placeholder sources: this
 # layer is reused until Cargo.toml or Cargo.lock change, so an edit to the
 # code recompiles only schemaop itself. Every workspace member's manifest must
-# be present, and the benchmark operator/Cargo.toml declares needs a file: its
-# placeholder stays (.dockerignore leaves the real one out).
+# be present, and each benchmark operator/Cargo.toml declares needs a file: their
+# placeholders stay (.dockerignore leaves the real ones out).
 COPY Cargo.toml Cargo.lock ./
 COPY operator/Cargo.toml operator/
 COPY e2e/Cargo.toml e2e/
 RUN mkdir -p operator/src operator/benches e2e/src \
     && echo 'fn main() {}' > operator/src/main.rs \
     && touch operator/src/lib.rs e2e/src/lib.rs \
-    && echo 'fn main() {}' > operator/benches/apply.rs \
+    && for bench in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p;}' operator/Cargo.toml); do \
+         echo 'fn main() {}' > "operator/benches/$bench.rs"; \
+       done \
     && cargo build --release --locked --target x86_64-unknown-linux-musl -p schemaop \
     && rm -rf operator/src
 
