@@ -25,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -266,7 +266,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .modify(cache::trim)
         .reflect(writer)
         .applied_objects();
-    let controller = Controller::for_stream(watched, store.clone());
+    // Each reconcile opens a session to its database. Unbounded, a start
+    // with a thousand SchemaMigrations opened a thousand at once: the server
+    // refused most ("too many clients", the application's connections
+    // included) and each refusal was retried. Checks are bounded as runs are.
+    let checks = u16::try_from(ctx.config.max_concurrent_runs).unwrap_or(u16::MAX);
+    let controller = Controller::for_stream(watched, store.clone())
+        .with_config(controller::Config::default().concurrency(checks));
     let stop = shutdown.clone();
     controller
         // A Job of spec.job that ends (or goes) wakes its SchemaMigration.

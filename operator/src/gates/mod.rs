@@ -19,7 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -41,6 +41,9 @@ pub const MIGRATION_LABEL: &str = "schemaop.dev/migration";
 pub const CONDITION_TYPE: &str = "schemaop.dev/schema-ready";
 /// The annotation naming the version a pod needs.
 pub const MIN_REVISION_ANNOTATION: &str = "schemaop.dev/min-revision";
+
+/// Pods whose gates are decided and written at once.
+const GATE_CONCURRENCY: u16 = 16;
 
 /// What a pod's reconcile reads: the operator's context, and the
 /// SchemaMigrations from a watch cache, so that a pod costs no GET.
@@ -379,7 +382,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .modify(trim)
         .reflect(pod_writer)
         .applied_objects();
-    let controller = Controller::for_stream(gated, pod_cache);
+    // A gate's reconcile is one patch at most; bounded, a Deployment of a
+    // thousand pods released at once does not open a thousand requests.
+    let controller = Controller::for_stream(gated, pod_cache)
+        .with_config(controller::Config::default().concurrency(GATE_CONCURRENCY));
     let store = controller.store();
     // One watch both caches the SchemaMigrations and wakes their pods; the
     // cache takes each change before the pods are woken for it, and keeps
