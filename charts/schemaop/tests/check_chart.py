@@ -334,7 +334,7 @@ def check_deployment_defaults(r: Rendered) -> str:
     expect(pod["serviceAccountName"], RELEASE, "serviceAccountName")
     c = r.container()
     expect(c["image"], "ghcr.io/schemaop/schemaop:0.1.0", "image (tag defaults to appVersion)")
-    expect(c["args"], ["run", "--log-format=json", "--log-level=info", "--max-concurrent-runs=4",
+    expect(c["args"], ["run", "--log-format=json", "--log-level=info", "--max-concurrent-runs=8",
                        "--lease-duration=15s", "--metrics-addr=0.0.0.0:8080",
                        "--job-wrapper-image=ghcr.io/schemaop/schemaop:0.1.0"], "args")
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
