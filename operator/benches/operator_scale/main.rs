@@ -12,6 +12,7 @@
 //!   SCHEMAOP_BENCH_SIZES=200 SCHEMAOP_BENCH_CONCURRENCY=4,16,32 cargo bench --bench operator_scale
 //!   SCHEMAOP_BENCH_BINARIES=target/x86_64-unknown-linux-musl/release/schemaop cargo bench ...
 //!   SCHEMAOP_BENCH_IDLE_SECS=60 (the default)
+//!   SCHEMAOP_BENCH_SLEEP_MS=200: each run waits that long on the server
 //!
 //! Every SchemaMigration migrates its own tables, with its own history table,
 //! in one database of the test server: the runs are independent (the
@@ -58,7 +59,14 @@ fn main() {
     );
     let mut binaries = vec![PathBuf::from(env!("CARGO_BIN_EXE_schemaop"))];
     if let Ok(more) = std::env::var("SCHEMAOP_BENCH_BINARIES") {
-        binaries.extend(more.split(',').filter(|s| !s.is_empty()).map(PathBuf::from));
+        // cargo runs benchmarks in the package's folder; a path is more
+        // likely given from the workspace's.
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        binaries.extend(
+            more.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| workspace.join(s)),
+        );
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -363,9 +371,18 @@ fn kubeconfig_text(address: &str) -> String {
 }
 
 /// Three migrations of an app's own tables, about as long as real ones.
+/// `SCHEMAOP_BENCH_SLEEP_MS` makes the second one wait on the server that
+/// long: a slower server, or a bigger table, where runs overlap.
 fn migrations(i: usize) -> BTreeMap<String, String> {
     let note = "-- Owned by the team's service; reviewed in the pull request that adds it.\n\
                 -- Keep in step with the ORM models.\n";
+    let sleep = std::env::var("SCHEMAOP_BENCH_SLEEP_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(String::new(), |ms| {
+            format!("SELECT pg_sleep({});\n", ms as f64 / 1000.0)
+        });
     BTreeMap::from([
         (
             "1_create_accounts.up.sql".to_owned(),
@@ -384,7 +401,7 @@ fn migrations(i: usize) -> BTreeMap<String, String> {
                 "{note}CREATE TABLE t{i}_orders (\n  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  \
                  account_id bigint NOT NULL REFERENCES t{i}_accounts ON DELETE CASCADE,\n  \
                  total_cents bigint NOT NULL CHECK (total_cents >= 0),\n  placed_at timestamptz NOT NULL DEFAULT now()\n);\n\
-                 CREATE INDEX t{i}_orders_account ON t{i}_orders (account_id, placed_at DESC);\n"
+                 CREATE INDEX t{i}_orders_account ON t{i}_orders (account_id, placed_at DESC);\n{sleep}"
             ),
         ),
         (
