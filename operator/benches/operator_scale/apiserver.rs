@@ -421,25 +421,43 @@ fn list_response(
     metadata_only: bool,
 ) -> Response {
     let objects = server.objects.lock().unwrap();
-    let items: Vec<Value> = objects
-        .objects
-        .iter()
-        .filter(|((c, ns, _), v)| {
-            in_scope(target, c, ns) && selected(v, params.get("labelSelector"))
-        })
+    // Pages as the API server pages a list from etcd; a list at
+    // resourceVersion 0 comes from its watch cache, whole.
+    let from_cache = params.get("resourceVersion").is_some_and(|rv| rv == "0");
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0 && !from_cache)
+        .unwrap_or(usize::MAX);
+    let skip: usize = params
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let matching = objects.objects.iter().filter(|((c, ns, _), v)| {
+        in_scope(target, c, ns) && selected(v, params.get("labelSelector"))
+    });
+    let page: Vec<Value> = matching
+        .skip(skip)
+        .take(limit.saturating_add(1))
         .map(|(_, v)| shown(v, metadata_only))
         .collect();
+    let more = page.len() > limit;
+    let items = &page[..page.len().min(limit)];
     let kind = if metadata_only {
         "PartialObjectMetadataList"
     } else {
         "List"
     };
+    let mut metadata = json!({ "resourceVersion": objects.resource_version.to_string() });
+    if more {
+        metadata["continue"] = json!((skip + limit).to_string());
+    }
     json_response(
         StatusCode::OK,
         &json!({
             "apiVersion": "v1",
             "kind": kind,
-            "metadata": { "resourceVersion": objects.resource_version.to_string() },
+            "metadata": metadata,
             "items": items,
         }),
     )

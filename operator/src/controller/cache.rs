@@ -4,6 +4,12 @@
 
 use crate::crd::SchemaMigration;
 
+/// Objects per page when a watch lists what it caches. A list is parsed
+/// whole before anything is trimmed: at a thousand SchemaMigrations with
+/// inline SQL, or pods with their containers, one page of everything was
+/// tens of megabytes at once, at every start and relist.
+pub const LIST_PAGE: u32 = 100;
+
 /// The annotation in which `kubectl apply` keeps the whole manifest it last
 /// applied, to compute its next patch.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";

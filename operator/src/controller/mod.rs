@@ -261,11 +261,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     // The cache keeps each SchemaMigration trimmed: kubectl's copy of the
     // manifest and the managed fields would otherwise be most of it.
     let (store, writer) = reflector::store();
-    let watched = watcher(migrations, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(cache::trim)
-        .reflect(writer)
-        .applied_objects();
+    // Paged, which a list at any resource version (from the API server's
+    // cache) is not: the whole list would be parsed at once.
+    let watched = watcher(
+        migrations,
+        watcher::Config::default().page_size(cache::LIST_PAGE),
+    )
+    .default_backoff()
+    .modify(cache::trim)
+    .reflect(writer)
+    .applied_objects();
     // Each reconcile opens a session to its database. Unbounded, a start
     // with a thousand SchemaMigrations opened a thousand at once: the server
     // refused most ("too many clients", the application's connections

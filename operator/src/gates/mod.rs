@@ -27,6 +27,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::cache::LIST_PAGE;
 use crate::controller::{Context, Error, Result};
 use crate::crd::{
     self, Condition, JobSource, RunStatus, SchemaMigration, SchemaMigrationSpec,
@@ -377,7 +378,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     // Only pods that opted in; the rest of the cluster's pods never reach
     // us, and those that do are cached trimmed to what a gate reads.
     let (pod_cache, pod_writer) = reflector::store();
-    let gated = watcher(pods, watcher::Config::default().labels(MIGRATION_LABEL))
+    let listed = watcher::Config::default().page_size(LIST_PAGE);
+    let gated = watcher(pods, listed.clone().labels(MIGRATION_LABEL))
         .default_backoff()
         .modify(trim)
         .reflect(pod_writer)
@@ -391,7 +393,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     // cache takes each change before the pods are woken for it, and keeps
     // of it only what a gate reads.
     let (cache, writer) = reflector::store();
-    let changes = watcher(migrations, watcher::Config::default())
+    let changes = watcher(migrations, listed)
         .default_backoff()
         .modify(trim_migration)
         .reflect(writer)
