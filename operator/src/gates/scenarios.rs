@@ -727,3 +727,40 @@ async fn a_hundred_pods_cost_one_patch_each_and_nothing_once_released() {
         .collect();
     assert_eq!(requests_for(released, smig(true, "40", "40")).await, []);
 }
+
+#[tokio::test]
+async fn a_hundred_held_pods_cost_nothing_while_the_run_moves_and_one_patch_each_to_release() {
+    let names: Vec<String> = (0..100).map(|i| format!("web-{i}")).collect();
+    let held = |at: &str| -> Vec<Pod> {
+        names
+            .iter()
+            .map(|n| {
+                let c = condition(
+                    "False",
+                    "WaitingForRevision",
+                    &format!("needs revision 40; the database was at {at}"),
+                    LONG_AGO,
+                );
+                pod_named(n.clone(), Some(c))
+            })
+            .collect()
+    };
+
+    // Held at 30 while the run goes on to 35: no request at all.
+    assert_eq!(requests_for(held("30"), smig(false, "35", "40")).await, []);
+
+    // Ready at 40: one status patch each, no read.
+    let expected: Vec<(Method, String)> = names
+        .iter()
+        .map(|n| {
+            (
+                Method::PATCH,
+                format!("/api/v1/namespaces/apps/pods/{n}/status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        requests_for(held("35"), smig(true, "40", "40")).await,
+        expected
+    );
+}
