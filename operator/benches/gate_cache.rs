@@ -7,33 +7,17 @@
 //!   cargo bench --bench gate_cache            N = 200 and 1,000
 //!   SCHEMAOP_BENCH_PODS=5000 cargo bench --bench gate_cache
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use k8s_openapi::api::core::v1::Pod;
 use schemaop::gates::trim;
 use serde_json::json;
 
-/// Bytes allocated and not yet freed.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "support/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// A pod of a Deployment as the API server sends it, gated by schemaop.
 fn pod(i: usize) -> Pod {
@@ -119,7 +103,7 @@ fn pod(i: usize) -> Pod {
 
 /// Bytes a cache of `pods` holds, each as `keep` leaves it.
 fn cached(count: usize, keep: impl Fn(&mut Pod)) -> isize {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let cache: Vec<Arc<Pod>> = (0..count)
         .map(|i| {
             let mut pod = pod(i);
@@ -127,7 +111,7 @@ fn cached(count: usize, keep: impl Fn(&mut Pod)) -> isize {
             Arc::new(pod)
         })
         .collect();
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = counting::live() - before;
     drop(cache);
     held
 }

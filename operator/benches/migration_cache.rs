@@ -9,34 +9,17 @@
 //!   cargo bench --bench migration_cache            N = 200 and 1,000
 //!   SCHEMAOP_BENCH_MIGRATIONS=5000 cargo bench --bench migration_cache
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use kube::runtime::{reflector, watcher};
 use schemaop::controller::cache;
 use schemaop::crd::SchemaMigration;
 use schemaop::gates::trim_migration;
 use serde_json::{Value, json};
 
-/// Bytes allocated and not yet freed.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "support/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// One migration file of a typical app: a table of forty columns, its
 /// indexes and comments, about 3 kB.
@@ -156,7 +139,7 @@ fn schema_migration(i: usize) -> Vec<u8> {
 /// caches hold them. Each object is read from the API server's bytes and
 /// dropped once stored, as a watch does.
 fn cached(count: usize, keep: fn(&mut SchemaMigration)) -> isize {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let (store, mut writer) = reflector::store::<SchemaMigration>();
     for i in 0..count {
         let sent = schema_migration(i);
@@ -166,7 +149,7 @@ fn cached(count: usize, keep: fn(&mut SchemaMigration)) -> isize {
         writer.apply_watcher_event(&watcher::Event::Apply(obj));
     }
     assert_eq!(store.state().len(), count);
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = counting::live() - before;
     drop((store, writer));
     held
 }
