@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TestDb, TestRole, migrations_dir, url_as};
+use common::{Outcome, TestDb, TestRole, migrations_dir, url_as};
 use schemaop::cli::exit;
 use schemaop::engine::HistoryTable;
 use serde_json::Value;
@@ -77,55 +77,8 @@ impl Schemaop {
     }
 }
 
-async fn run(mut command: Command) -> Outcome {
-    let output = tokio::time::timeout(HANG_GUARD, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{command:?} did not finish within {HANG_GUARD:?}"))
-        .expect("the schemaop binary runs");
-    Outcome {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// What one run of the binary left: its exit code and everything it printed.
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    /// Panics, showing everything printed, unless the run exited with `code`.
-    #[track_caller]
-    fn expect(self, code: u8) -> Self {
-        assert_eq!(
-            self.code,
-            Some(i32::from(code)),
-            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-
-    #[track_caller]
-    fn assert_never_shows(&self, secret: &str) {
-        assert!(
-            !self.stdout.contains(secret) && !self.stderr.contains(secret),
-            "{secret:?} was printed\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-    }
+async fn run(command: Command) -> Outcome {
+    common::outcome_of(command, HANG_GUARD).await
 }
 
 // --- reading the database -------------------------------------------------

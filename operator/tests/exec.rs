@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use common::{Outcome, TestDb};
 use schemaop::engine::HistoryTable;
 use tokio::process::Command;
 
@@ -76,37 +76,8 @@ fn schemaop(db: &TestDb, args: &[&str]) -> Command {
     in_app(db, env!("CARGO_BIN_EXE_schemaop"), args)
 }
 
-#[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    #[track_caller]
-    fn expect(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
-async fn run(mut command: Command) -> Outcome {
-    let output = tokio::time::timeout(HANG_GUARD, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{command:?} did not finish within {HANG_GUARD:?}"))
-        .expect("the command runs");
-    Outcome {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+async fn run(command: Command) -> Outcome {
+    common::outcome_of(command, HANG_GUARD).await
 }
 
 /// Runs `n` copies of a command at once.

@@ -293,3 +293,60 @@ pub fn run_program(program: &Path, args: &[&str]) -> Result<String, String> {
         ))
     }
 }
+
+/// What one run of a process left: its exit code and everything it printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Panics, showing everything printed, unless the run exited with `code`.
+    #[track_caller]
+    pub fn expect(self, code: impl Into<i32>) -> Self {
+        let code = code.into();
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    pub fn assert_never_shows(&self, secret: &str) {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "{secret:?} was printed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs `command` to its end, keeping what it printed; one still running
+/// after `guard` fails the test instead of hanging it.
+pub async fn outcome_of(
+    mut command: tokio::process::Command,
+    guard: std::time::Duration,
+) -> Outcome {
+    let output = tokio::time::timeout(guard, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{command:?} did not finish within {guard:?}"))
+        .unwrap_or_else(|e| panic!("{command:?} did not start: {e}"));
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
