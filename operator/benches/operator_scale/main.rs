@@ -334,15 +334,13 @@ fn done(server: &ApiServer, n: usize) -> bool {
             .and_then(|all| all.iter().find(|c| c["type"] == kind))
             .is_some_and(|c| c["status"] == "True")
     };
-    let smigs = server.list(SMIGS);
-    let ready = smigs.iter().all(|m| {
+    let (smigs, ready) = server.all(SMIGS, |m| {
         condition(m, "Ready") && m["status"]["observedGeneration"] == m["metadata"]["generation"]
     });
-    let pods = server.list(&collection("v1", "pods"));
-    let released = pods
-        .iter()
-        .all(|p| condition(p, "schemaop.dev/schema-ready"));
-    smigs.len() == n && ready && released
+    let (_, released) = server.all(&collection("v1", "pods"), |p| {
+        condition(p, "schemaop.dev/schema-ready")
+    });
+    smigs == n && ready && released
 }
 
 async fn fresh_database(admin_url: &str) -> String {
